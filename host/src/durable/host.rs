@@ -1,0 +1,249 @@
+//! `impl Host` for `cairn:journey/durable` and `cairn:journey/types`.
+
+use super::{Condition, Effect, OutboxMessage, StepState, Wait, WaitKind, op_name};
+use crate::engine::bindings::cairn::journey::{durable, types as wit};
+use serde_json::json;
+
+impl wit::Host for StepState {}
+
+impl StepState {
+    /// Registers the step's wait after checking it against the ceiling.
+    fn register(
+        &mut self,
+        call: u32,
+        kind: WaitKind,
+        deadline: u64,
+    ) -> Result<u32, wit::WaitError> {
+        if let Some(wait) = &self.record.wait {
+            return Err(wit::WaitError::AlreadyWaiting(wait.id));
+        }
+        if deadline > self.env.ceiling_at {
+            return Err(wit::WaitError::ExceedsCeiling(wit::CeilingExceeded {
+                limit: self.env.ceiling_at,
+                requested: deadline,
+            }));
+        }
+        // One wait per step, so the step number makes the id unique within the run.
+        let id = self.env.step + 1;
+        let wait = Wait {
+            id,
+            kind,
+            deadline,
+            registered_at: self.clock.now(),
+        };
+        self.journal(
+            call,
+            "wait",
+            serde_json::to_value(&wait).unwrap_or_default(),
+        );
+        self.record.wait = Some(wait);
+        Ok(id)
+    }
+
+    fn checked_text(&self, what: &str, text: &str) -> Result<(), String> {
+        if text.len() > self.limits.max_text_bytes {
+            return Err(format!(
+                "{what} is {} bytes, the limit is {}",
+                text.len(),
+                self.limits.max_text_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn level_name(level: wit::LogLevel) -> &'static str {
+    match level {
+        wit::LogLevel::Trace => "trace",
+        wit::LogLevel::Debug => "debug",
+        wit::LogLevel::Info => "info",
+        wit::LogLevel::Warn => "warn",
+        wit::LogLevel::Error => "error",
+    }
+}
+
+fn channel_name(channel: wit::Channel) -> &'static str {
+    match channel {
+        wit::Channel::Email => "email",
+        wit::Channel::Sms => "sms",
+        wit::Channel::Push => "push",
+        wit::Channel::Webhook => "webhook",
+    }
+}
+
+impl durable::Host for StepState {
+    fn sleep(&mut self, duration: u64) -> wasmtime::Result<Result<u32, wit::WaitError>> {
+        let call = self.call_index();
+        let deadline = self.clock.now().saturating_add(duration);
+        Ok(self.register(call, WaitKind::Timer, deadline))
+    }
+
+    fn sleep_until(&mut self, at: u64) -> wasmtime::Result<Result<u32, wit::WaitError>> {
+        let call = self.call_index();
+        Ok(self.register(call, WaitKind::Timer, at))
+    }
+
+    fn wait_for_event(
+        &mut self,
+        name: String,
+        timeout: u64,
+        filter: Vec<wit::Condition>,
+    ) -> wasmtime::Result<Result<u32, wit::WaitError>> {
+        let call = self.call_index();
+        if name.trim().is_empty() {
+            return Ok(Err(wit::WaitError::Invalid(
+                "the event name is empty".into(),
+            )));
+        }
+        if let Err(why) = self.checked_text("the event name", &name) {
+            return Ok(Err(wit::WaitError::Invalid(why)));
+        }
+        let mut conditions = Vec::with_capacity(filter.len());
+        for c in filter {
+            let value = match serde_json::from_str(&c.value) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Ok(Err(wit::WaitError::Invalid(format!(
+                        "the filter value for {:?} is not JSON: {e}",
+                        c.property
+                    ))));
+                }
+            };
+            conditions.push(Condition {
+                property: c.property,
+                op: op_name(c.op).to_string(),
+                value,
+            });
+        }
+        let deadline = self.clock.now().saturating_add(timeout);
+        let kind = WaitKind::Event {
+            name,
+            filter: conditions,
+        };
+        Ok(self.register(call, kind, deadline))
+    }
+
+    fn checkpoint(&mut self, label: String) -> wasmtime::Result<()> {
+        self.call_index();
+        let label = truncate(label, self.limits.max_text_bytes);
+        self.effect(Effect::Checkpoint { label });
+        Ok(())
+    }
+
+    fn send(
+        &mut self,
+        message: wit::Message,
+    ) -> wasmtime::Result<Result<wit::SendReceipt, wit::SendError>> {
+        let call = self.call_index();
+        let size = message.to.len()
+            + message.template.len()
+            + message.props.len()
+            + message.category.as_ref().map_or(0, String::len)
+            + message.label.as_ref().map_or(0, String::len);
+        if size > self.limits.max_message_bytes {
+            return Ok(Err(wit::SendError::TooLarge(
+                self.limits.max_message_bytes as u32,
+            )));
+        }
+        if message.template.trim().is_empty() {
+            return Ok(Err(wit::SendError::Invalid(
+                "the template name is empty".into(),
+            )));
+        }
+        let props: serde_json::Value = match serde_json::from_str(&message.props) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            Ok(_) => {
+                return Ok(Err(wit::SendError::Invalid(
+                    "props must be a JSON object".into(),
+                )));
+            }
+            Err(e) => {
+                return Ok(Err(wit::SendError::Invalid(format!(
+                    "props are not JSON: {e}"
+                ))));
+            }
+        };
+        let key = match &message.label {
+            Some(label) if !label.is_empty() => format!("{}:{label}", self.env.run_id),
+            _ => format!("{}:{}:{call}", self.env.run_id, self.env.step),
+        };
+        if self.record.outbox.iter().any(|m| m.key == key) {
+            return Ok(Err(wit::SendError::Invalid(format!(
+                "the label {:?} was already used in this step",
+                message.label.unwrap_or_default()
+            ))));
+        }
+        let recipient = if message.to.is_empty() {
+            self.env.user_id.clone()
+        } else {
+            message.to
+        };
+        self.record.outbox.push(OutboxMessage {
+            key: key.clone(),
+            channel: channel_name(message.channel).to_string(),
+            recipient,
+            template: message.template.clone(),
+            props,
+            category: message.category.unwrap_or_else(|| "default".to_string()),
+        });
+        self.effect(Effect::Send {
+            key: key.clone(),
+            template: message.template,
+        });
+        self.journal(call, "send", json!({ "key": key, "status": "queued" }));
+        Ok(Ok(wit::SendReceipt {
+            key,
+            status: wit::SendStatus::Queued,
+        }))
+    }
+
+    fn now(&mut self) -> wasmtime::Result<u64> {
+        let call = self.call_index();
+        let now = self.clock.now();
+        self.journal(call, "now", json!(now));
+        Ok(now)
+    }
+
+    fn log(&mut self, level: wit::LogLevel, message: String) -> wasmtime::Result<()> {
+        self.call_index();
+        let message = truncate(message, self.limits.max_text_bytes);
+        tracing::event!(
+            target: "cairn.journey",
+            tracing::Level::INFO,
+            run = self.env.run_id,
+            level = level_name(level),
+            "{message}"
+        );
+        self.effect(Effect::Log {
+            level: level_name(level).to_string(),
+            message,
+        });
+        Ok(())
+    }
+
+    fn random_u64(&mut self) -> wasmtime::Result<u64> {
+        let call = self.call_index();
+        let value = getrandom::u64()
+            .map_err(|e| wasmtime::Error::msg(format!("the host has no randomness: {e}")))?;
+        self.journal(call, "random-u64", json!(value));
+        Ok(value)
+    }
+
+    fn report_panic(&mut self, message: String) -> wasmtime::Result<()> {
+        self.call_index();
+        self.record.panic = Some(truncate(message, self.limits.max_text_bytes));
+        Ok(())
+    }
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}

@@ -1,0 +1,78 @@
+//! Per-step resource limits and the limiter that reports which one was hit.
+
+use wasmtime::ResourceLimiter;
+
+const DAY_MS: u64 = 86_400_000;
+
+/// Limits applied to every run. Defaults: 64 MiB of linear memory per
+/// memory, 1 s of CPU per step, 64 KiB per message, 16 KiB per log line or
+/// checkpoint label, an execution ceiling of 30 days that a journey may
+/// lower, or raise up to 365 days.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_memory_bytes: usize,
+    pub max_step_cpu_ms: u64,
+    pub max_message_bytes: usize,
+    pub max_text_bytes: usize,
+    /// The execution ceiling of journeys that do not declare one.
+    pub default_ceiling_ms: u64,
+    /// The longest execution ceiling a journey may declare.
+    pub max_ceiling_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_memory_bytes: 64 << 20,
+            max_step_cpu_ms: 1_000,
+            max_message_bytes: 64 << 10,
+            max_text_bytes: 16 << 10,
+            default_ceiling_ms: 30 * DAY_MS,
+            max_ceiling_ms: 365 * DAY_MS,
+        }
+    }
+}
+
+/// Refuses memory growth past the limit and remembers that it did, so a
+/// run that then traps fails with the limit's name rather than `unreachable`.
+pub struct StepLimiter {
+    max_memory: usize,
+    pub hit: Option<String>,
+}
+
+impl StepLimiter {
+    pub fn new(limits: &Limits) -> Self {
+        StepLimiter {
+            max_memory: limits.max_memory_bytes,
+            hit: None,
+        }
+    }
+}
+
+impl ResourceLimiter for StepLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.hit = Some(format!(
+                "memory limit exceeded: the journey asked for {} MiB, the limit is {} MiB",
+                desired >> 20,
+                self.max_memory >> 20
+            ));
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}

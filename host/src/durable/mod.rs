@@ -1,0 +1,190 @@
+//! The durable context: the store data of one step and one `impl Host` per
+//! WIT interface.
+//!
+//! A step's imports never touch the database. They check and record: waits
+//! (checked against the run's execution ceiling), checkpoints, sends, logs,
+//! and a journal of every value the host handed out. The engine returns all of
+//! it with the step's outcome, and the store commits it in one transaction
+//! with the snapshot, so a step either happened completely or not at all.
+//!
+//! When a journey should use which wait:
+//! - `sleep(d)`: a relative delay ("a day after signing up");
+//! - `sleep-until(t)`: a calendar deadline ("when the trial ends");
+//! - `wait-for-event(name, timeout, filter)`: react to the user, or give up after `timeout`;
+//! - `checkpoint(label)`: a milestone operators can see, no waiting;
+//! - `send(message)`: queue a message; exactly once per (run, step, call).
+//!
+//! A failure the journey can handle is a WIT error value (`wait-error`,
+//! `send-error`); a broken host invariant is a trap. The two never mix.
+
+mod host;
+mod limits;
+
+pub use limits::{Limits, StepLimiter};
+
+use crate::clock::{Clock, Millis};
+use crate::engine::bindings::cairn::journey::types as wit;
+use crate::snapshot::ScanBuffer;
+use crate::snapshot::capture::HasScan;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Who and where a step runs: fixed for the whole step.
+#[derive(Debug, Clone)]
+pub struct StepEnv {
+    pub run_id: i64,
+    /// The step number: 0 for `start`, then one more per resume.
+    pub step: u32,
+    pub user_id: String,
+    /// When the run started.
+    pub started_at: Millis,
+    /// The latest instant any wait may end: `started_at + execution ceiling`.
+    pub ceiling_at: Millis,
+}
+
+/// A property condition on an event, as stored with a wait.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Condition {
+    pub property: String,
+    pub op: String,
+    pub value: serde_json::Value,
+}
+
+/// What a registered wait waits for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum WaitKind {
+    /// `sleep` or `sleep-until`: fires at the deadline.
+    Timer,
+    /// `wait-for-event`: the event, or a timeout at the deadline.
+    Event {
+        name: String,
+        filter: Vec<Condition>,
+    },
+}
+
+/// The wait a step registered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Wait {
+    pub id: u32,
+    #[serde(flatten)]
+    pub kind: WaitKind,
+    /// When the timer fires or the event wait times out.
+    pub deadline: Millis,
+    /// When the wait was registered.
+    pub registered_at: Millis,
+}
+
+/// A message `send` accepted, to be written to the outbox with the step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    /// The idempotency key: the label, or `run:step:call`.
+    pub key: String,
+    pub channel: String,
+    pub recipient: String,
+    pub template: String,
+    pub props: serde_json::Value,
+    pub category: String,
+}
+
+/// Something a step did that the run's timeline keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Effect {
+    Checkpoint { label: String },
+    Send { key: String, template: String },
+    Log { level: String, message: String },
+}
+
+/// One value the host handed the guest, keyed by its call index in the step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub call: u32,
+    pub import: String,
+    pub value: serde_json::Value,
+}
+
+/// Everything a step produced besides its result.
+#[derive(Debug, Clone, Default)]
+pub struct StepRecord {
+    pub effects: Vec<(Millis, Effect)>,
+    pub outbox: Vec<OutboxMessage>,
+    pub journal: Vec<JournalEntry>,
+    pub wait: Option<Wait>,
+    pub panic: Option<String>,
+}
+
+/// The store data of one step.
+pub struct StepState {
+    pub env: StepEnv,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    pub(crate) limiter: StepLimiter,
+    calls: u32,
+    pub record: StepRecord,
+    scan: ScanBuffer,
+}
+
+impl StepState {
+    pub fn new(env: StepEnv, clock: Arc<dyn Clock>, limits: Limits) -> Self {
+        StepState {
+            env,
+            clock,
+            limiter: StepLimiter::new(&limits),
+            limits,
+            calls: 0,
+            record: StepRecord::default(),
+            scan: ScanBuffer::Idle,
+        }
+    }
+
+    /// Starts a new step on the same instance (the no-snapshot reference runs use this).
+    pub fn next_step(&mut self, env: StepEnv) -> StepRecord {
+        self.env = env;
+        self.calls = 0;
+        std::mem::take(&mut self.record)
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Counts an import call and returns its index within the step.
+    fn call_index(&mut self) -> u32 {
+        self.calls += 1;
+        self.calls - 1
+    }
+
+    fn journal(&mut self, call: u32, import: &str, value: serde_json::Value) {
+        self.record.journal.push(JournalEntry {
+            call,
+            import: import.to_string(),
+            value,
+        });
+    }
+
+    fn effect(&mut self, effect: Effect) {
+        let now = self.clock.now();
+        self.record.effects.push((now, effect));
+    }
+}
+
+impl HasScan for StepState {
+    fn scan_buffer(&mut self) -> &mut ScanBuffer {
+        &mut self.scan
+    }
+}
+
+/// The wire names of WIT enums, for records and logs.
+pub(crate) fn op_name(op: wit::ConditionOp) -> &'static str {
+    match op {
+        wit::ConditionOp::Eq => "eq",
+        wit::ConditionOp::Neq => "neq",
+        wit::ConditionOp::Gt => "gt",
+        wit::ConditionOp::Gte => "gte",
+        wit::ConditionOp::Lt => "lt",
+        wit::ConditionOp::Lte => "lte",
+        wit::ConditionOp::Exists => "exists",
+        wit::ConditionOp::Contains => "contains",
+    }
+}

@@ -1,0 +1,178 @@
+//! Deploy pipeline: validate, instrument, compile (cached on disk by content
+//! hash), pre-instantiate, read the pristine image and `meta` once.
+
+use super::bindings::JourneyIndices;
+use super::meta::JourneyMeta;
+use super::{ENGINE_TAG, Engine};
+use crate::durable::{StepEnv, StepState};
+use crate::snapshot::{self, Binding, Pristine, StateAccess};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+use wasmtime::Store;
+use wasmtime::component::{Component, InstancePre};
+
+/// Why a component was refused at deploy.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot instrument the component for snapshots: {0}")]
+    Instrument(#[from] snapshot::InstrumentError),
+    #[error("the component does not compile: {0}")]
+    Compile(String),
+    #[error("the component does not match the cairn:journey/journey world: {0}")]
+    World(String),
+    #[error("the journey's meta is invalid: {0}")]
+    Meta(String),
+    #[error(
+        "the component is not deterministic at instantiation (two fresh instances differ), so it cannot be snapshotted"
+    )]
+    Nondeterministic,
+    #[error("the component trapped while starting: {0}")]
+    Trap(String),
+}
+
+/// A deployed journey version, ready to run steps.
+pub struct LoadedJourney {
+    /// sha-256 of the component as deployed (before instrumentation).
+    pub hash: [u8; 32],
+    pub meta: JourneyMeta,
+    pub(super) instance_pre: InstancePre<StepState>,
+    pub(super) indices: JourneyIndices,
+    pub(super) access: StateAccess,
+    pub(super) pristine: Arc<Pristine>,
+    pub(super) binding: Binding,
+}
+
+impl LoadedJourney {
+    pub fn hash_hex(&self) -> String {
+        hex::encode(self.hash)
+    }
+
+    /// Bytes of linear memory a fresh instance has.
+    pub fn pristine_bytes(&self) -> usize {
+        self.pristine.memories.iter().map(Vec::len).sum()
+    }
+
+    pub fn binding(&self) -> &Binding {
+        &self.binding
+    }
+}
+
+/// sha-256 of a component.
+pub fn content_hash(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+impl Engine {
+    /// Validates and prepares a component for running.
+    ///
+    /// # Errors
+    /// [`DeployError`], naming what is wrong with the component.
+    pub fn load(&self, bytes: &[u8]) -> Result<LoadedJourney, DeployError> {
+        let _span = tracing::info_span!("cairn.engine.load", bytes = bytes.len()).entered();
+        super::validate::check(bytes).map_err(DeployError::Invalid)?;
+        let hash = content_hash(bytes);
+        let instrumented = snapshot::instrument(bytes)?;
+        let component = self.compile(&instrumented.bytes)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| DeployError::World(format!("{e:#}")))?;
+        let indices =
+            JourneyIndices::new(&instance_pre).map_err(|e| DeployError::World(format!("{e:#}")))?;
+        let access = StateAccess::resolve(&component, &instrumented.layout)
+            .map_err(|e| DeployError::Compile(e.to_string()))?;
+        let binding = Binding::new(ENGINE_TAG, hash, &instrumented.layout);
+
+        let env = StepEnv {
+            run_id: 0,
+            step: 0,
+            user_id: String::new(),
+            started_at: 0,
+            ceiling_at: 0,
+        };
+        let fresh = || -> Result<(Store<StepState>, wasmtime::component::Instance), DeployError> {
+            let mut store = self.new_store(env.clone());
+            let instance = instance_pre
+                .instantiate(&mut store)
+                .map_err(|e| DeployError::Trap(format!("{e:#}")))?;
+            Ok((store, instance))
+        };
+        let (mut first, first_instance) = fresh()?;
+        let pristine = access
+            .pristine(&mut first, &first_instance)
+            .map_err(|e| DeployError::Trap(e.to_string()))?;
+        let (mut second, second_instance) = fresh()?;
+        let again = access
+            .pristine(&mut second, &second_instance)
+            .map_err(|e| DeployError::Trap(e.to_string()))?;
+        if again != pristine {
+            return Err(DeployError::Nondeterministic);
+        }
+        let journey = indices
+            .load(&mut second, &second_instance)
+            .map_err(|e| DeployError::World(format!("{e:#}")))?;
+        let meta = journey
+            .call_meta(&mut second)
+            .map_err(|e| DeployError::Trap(format!("meta: {e:#}")))?;
+        let meta = JourneyMeta::from_wit(meta, self.limits()).map_err(DeployError::Meta)?;
+        Ok(LoadedJourney {
+            hash,
+            meta,
+            instance_pre,
+            indices,
+            access,
+            pristine: Arc::new(pristine),
+            binding,
+        })
+    }
+
+    /// Compiles, or loads the artifact cached for these exact bytes and this engine.
+    fn compile(&self, instrumented: &[u8]) -> Result<Component, DeployError> {
+        let Some(dir) = &self.config.cache_dir else {
+            return Component::new(&self.inner, instrumented)
+                .map_err(|e| DeployError::Compile(format!("{e:#}")));
+        };
+        let key = hex::encode(&content_hash(instrumented)[..16]);
+        let path = dir.join(format!("{key}-{ENGINE_TAG}.cwasm"));
+        if path.is_file() {
+            // SAFETY: the artifact was written by `precompile_component` of this
+            // engine version into the host's own cache directory; a corrupt
+            // or foreign file fails deserialization and is recompiled below.
+            match unsafe { Component::deserialize_file(&self.inner, &path) } {
+                Ok(component) => return Ok(component),
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), "recompiling: cached artifact unusable: {err:#}")
+                }
+            }
+        }
+        let artifact = self
+            .inner
+            .precompile_component(instrumented)
+            .map_err(|e| DeployError::Compile(format!("{e:#}")))?;
+        if let Err(err) = write_atomically(dir, &path, &artifact) {
+            tracing::warn!(path = %path.display(), "could not cache the compiled artifact: {err}");
+        }
+        // SAFETY: `artifact` was produced by this engine a moment ago.
+        unsafe { Component::deserialize(&self.inner, &artifact) }
+            .map_err(|e| DeployError::Compile(format!("{e:#}")))
+    }
+
+    pub(crate) fn new_store(&self, env: StepEnv) -> Store<StepState> {
+        let state = StepState::new(env, self.clock.clone(), self.config.limits.clone());
+        let mut store = Store::new(&self.inner, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(self.step_deadline_ticks());
+        store.epoch_deadline_trap();
+        store
+    }
+}
+
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(tmp, path)
+}

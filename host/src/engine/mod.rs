@@ -1,0 +1,155 @@
+//! The wasmtime side of cairn: engine configuration, deploy-time validation,
+//! compilation with an on-disk artifact cache, and running one step.
+//!
+//! - [`Engine`] owns the wasmtime engine (pooling allocator, epoch
+//!   interruption for CPU limits) and the linker, which defines exactly the
+//!   cairn interfaces plus the snapshot sink: nothing else can be imported.
+//! - [`load`] turns component bytes into a [`LoadedJourney`]: validated,
+//!   instrumented, compiled, its pristine image and `meta` read once.
+//! - [`step`] runs `start` or `resume` on a fresh instance restored from a
+//!   snapshot, and snapshots it again at the next wait.
+
+pub mod bindings;
+mod load;
+mod meta;
+pub mod step;
+mod validate;
+
+pub use load::{DeployError, LoadedJourney};
+pub use meta::{EntryLimit, EventRule, JourneyMeta};
+pub use step::{Session, StepCall, StepOutcome, StepResult};
+
+use crate::clock::Clock;
+use crate::durable::{Limits, StepState};
+use crate::snapshot::capture::HasScan;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Linker, WasmList};
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// The engine tag snapshots and compiled artifacts are bound to.
+pub const ENGINE_TAG: &str = "wasmtime-48.0.8";
+
+/// How often the epoch ticks; CPU limits are whole multiples of it.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Engine settings. Defaults: pooling for 256 concurrent instances, the
+/// default [`Limits`], no artifact cache directory.
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// Where compiled artifacts are cached by content hash (`None`: no disk cache).
+    pub cache_dir: Option<PathBuf>,
+    pub limits: Limits,
+    /// Instances that may be alive at once.
+    pub max_instances: u32,
+    /// Use wasmtime's debug API (test oracle only: ~3x slower guests).
+    pub guest_debug: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            cache_dir: None,
+            limits: Limits::default(),
+            max_instances: 256,
+            guest_debug: false,
+        }
+    }
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("could not configure the wasm engine: {0:#}")]
+pub struct EngineError(wasmtime::Error);
+
+/// The wasmtime engine and linker shared by every journey.
+#[derive(Clone)]
+pub struct Engine {
+    inner: wasmtime::Engine,
+    linker: Arc<Linker<StepState>>,
+    config: Arc<EngineConfig>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Engine {
+    /// Creates the engine and starts its epoch ticker.
+    ///
+    /// # Errors
+    /// [`EngineError`] if wasmtime rejects the configuration (e.g. the pool cannot be reserved).
+    pub fn new(config: EngineConfig, clock: Arc<dyn Clock>) -> Result<Self, EngineError> {
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true);
+        if config.guest_debug {
+            wasm.guest_debug(true);
+        } else {
+            let n = config.max_instances;
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(n)
+                .total_core_instances(n * 8)
+                // Instrumentation adds one memory (scratch) per instance.
+                .total_memories(n * 3)
+                .total_tables(n * 8)
+                .max_memory_size(config.limits.max_memory_bytes.max(1 << 20));
+            wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let inner = wasmtime::Engine::new(&wasm).map_err(EngineError)?;
+        let mut linker = Linker::new(&inner);
+        bindings::Journey::add_to_linker::<StepState, wasmtime::component::HasSelf<StepState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(EngineError)?;
+        linker
+            .root()
+            .func_wrap(
+                crate::snapshot::instrument::SINK_IMPORT,
+                |mut store, (memory, offset, data): (u32, u32, WasmList<u8>)| {
+                    let mut buffer = std::mem::take(store.data_mut().scan_buffer());
+                    buffer.absorb(memory, offset, data.as_le_slice(&store));
+                    *store.data_mut().scan_buffer() = buffer;
+                    Ok(())
+                },
+            )
+            .map_err(EngineError)?;
+        spawn_epoch_ticker(&inner);
+        Ok(Engine {
+            inner,
+            linker: Arc::new(linker),
+            config: Arc::new(config),
+            clock,
+        })
+    }
+
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.inner
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.config.limits
+    }
+
+    /// Epoch ticks a step may run before it is interrupted.
+    fn step_deadline_ticks(&self) -> u64 {
+        (self.config.limits.max_step_cpu_ms / EPOCH_TICK.as_millis() as u64).max(1)
+    }
+}
+
+/// Ticks the engine's epoch until the engine is dropped.
+fn spawn_epoch_ticker(engine: &wasmtime::Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("cairn-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch thread");
+}

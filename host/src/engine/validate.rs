@@ -1,0 +1,103 @@
+//! Deploy-time checks on a component's imports and exports, before any
+//! compilation: a journey may import only cairn's interfaces.
+
+use wasmparser::{Encoding, Parser, Payload};
+
+/// The interfaces a journey may import (any other import is refused).
+const ALLOWED_IMPORTS: [&str; 2] = ["cairn:journey/types@0.1.0", "cairn:journey/durable@0.1.0"];
+/// The functions the `journey` world exports.
+const REQUIRED_EXPORTS: [&str; 3] = ["meta", "start", "resume"];
+/// Names instrumentation adds; a component may not bring its own.
+const RESERVED: [&str; 2] = [
+    crate::snapshot::instrument::STATE_INSTANCE,
+    crate::snapshot::instrument::SINK_IMPORT,
+];
+
+/// Checks the top-level imports and exports of a component.
+///
+/// # Errors
+/// A message naming the offending import or the missing export.
+pub fn check(wasm: &[u8]) -> Result<(), String> {
+    let mut imports = Vec::new();
+    let mut exports = Vec::new();
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(wasm) {
+        let payload = payload.map_err(|e| format!("not a valid WebAssembly binary: {e}"))?;
+        match payload {
+            Payload::Version { encoding, .. } if depth == 0 => {
+                if encoding == Encoding::Module {
+                    return Err(
+                        "this is a core wasm module, not a component: build journeys \
+                                with `cairn build`, which componentizes them"
+                            .into(),
+                    );
+                }
+            }
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => {
+                if depth == 0 {
+                    break;
+                }
+                depth -= 1;
+            }
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    let import = import.map_err(|e| format!("malformed import section: {e}"))?;
+                    // Type imports (the world's `use`) grant nothing; only
+                    // instances, functions and the like are capabilities.
+                    if matches!(import.ty, wasmparser::ComponentTypeRef::Type(_)) {
+                        continue;
+                    }
+                    imports.push(import.name.name.to_string());
+                }
+            }
+            Payload::ComponentExportSection(reader) if depth == 0 => {
+                for export in reader {
+                    let export = export.map_err(|e| format!("malformed export section: {e}"))?;
+                    exports.push(export.name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    for name in &imports {
+        if RESERVED.contains(&name.as_str()) {
+            return Err(format!(
+                "the component imports {name:?}, a name reserved for the host"
+            ));
+        }
+        if !ALLOWED_IMPORTS.contains(&name.as_str()) {
+            let hint = if name.starts_with("wasi:") {
+                ": journeys are pure components without WASI; build Rust journeys for \
+                 wasm32-unknown-unknown (`cairn build` does) and use the durable context's \
+                 now, log and random-u64 instead"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "the component imports {name:?}, which cairn does not provide; a journey may \
+                 import only {}{hint}",
+                ALLOWED_IMPORTS.join(" and ")
+            ));
+        }
+    }
+    for name in &exports {
+        if RESERVED.contains(&name.as_str()) {
+            return Err(format!(
+                "the component exports {name:?}, a name reserved for the host"
+            ));
+        }
+    }
+    let missing: Vec<&str> = REQUIRED_EXPORTS
+        .iter()
+        .copied()
+        .filter(|f| !exports.iter().any(|e| e == f))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "the component does not export the cairn:journey/journey world: missing {}",
+            missing.join(", ")
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! End-to-end tests: real components built from source, the real engine,
+//! a real SQLite file, the real `cairn` binary.
+
+mod snapshots;
