@@ -17,9 +17,11 @@
 //! A failure the journey can handle is a WIT error value (`wait-error`,
 //! `send-error`); a broken host invariant is a trap. The two never mix.
 
+mod condition;
 mod host;
 mod limits;
 
+pub use condition::all_match;
 pub use limits::{Limits, StepLimiter};
 
 use crate::clock::{Clock, Millis};

@@ -1,0 +1,228 @@
+//! The HTTP API (axum, JSON). Handlers only translate between HTTP and the
+//! [`Runtime`]; the one error-to-status mapping is [`ApiError`].
+
+use crate::clock::ManualClock;
+use crate::runtime::{Runtime, RuntimeError};
+use crate::store::{RunFilter, StoreError};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The largest JSON request body accepted (events, runs).
+pub const MAX_JSON_BYTES: usize = 256 << 10;
+/// The largest component accepted by `POST /v1/journeys`.
+pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
+
+/// Shared handler state.
+#[derive(Clone)]
+pub struct AppState {
+    pub runtime: Runtime,
+    /// Present when the host runs on a virtual clock (`serve --virtual-clock`).
+    pub virtual_clock: Option<Arc<ManualClock>>,
+}
+
+/// The API's routes.
+pub fn router(state: AppState) -> Router {
+    let json_routes = Router::new()
+        .route("/v1/journeys/{id}/runs", post(start_run))
+        .route("/v1/runs", get(list_runs))
+        .route("/v1/runs/{id}", get(get_run))
+        .route("/v1/outbox", get(list_outbox))
+        .route("/v1/events", post(post_event))
+        .route("/v1/clock/advance", post(advance_clock))
+        .route("/v1/journeys", get(list_journeys))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES));
+    let deploy = Router::new()
+        .route("/v1/journeys", post(deploy))
+        .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES));
+    json_routes.merge(deploy).with_state(state)
+}
+
+/// An error response: a status and a message naming what was wrong.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(err: RuntimeError) -> Self {
+        let status = match &err {
+            RuntimeError::Deploy(_) | RuntimeError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            RuntimeError::Store(StoreError::UnknownJourney(_))
+            | RuntimeError::UnknownVersion(_) => StatusCode::NOT_FOUND,
+            RuntimeError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, err.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        RuntimeError::Store(err).into()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        ApiError::new(rejection.status(), rejection.body_text())
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+async fn deploy(State(state): State<AppState>, body: axum::body::Bytes) -> ApiResult {
+    if body.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the body must be a component (.wasm bytes)",
+        ));
+    }
+    let deployed = state.runtime.deploy(body.to_vec()).await?;
+    Ok((StatusCode::CREATED, Json(deployed)).into_response())
+}
+
+async fn list_journeys(State(state): State<AppState>) -> ApiResult {
+    Ok(Json(json!({ "journeys": state.runtime.store.journeys().await? })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRun {
+    user_id: String,
+    #[serde(default)]
+    input: Option<Value>,
+}
+
+async fn start_run(
+    State(state): State<AppState>,
+    Path(journey): Path<String>,
+    body: Result<Json<StartRun>, JsonRejection>,
+) -> ApiResult {
+    let Json(req) = body?;
+    let input = req.input.unwrap_or_else(|| json!({})).to_string();
+    let run = state
+        .runtime
+        .start_run(&journey, &req.user_id, &input)
+        .await?;
+    Ok((StatusCode::CREATED, Json(run)).into_response())
+}
+
+async fn list_runs(State(state): State<AppState>, Query(filter): Query<RunFilter>) -> ApiResult {
+    if let Some(status) = &filter.status
+        && crate::store::RunStatus::parse(status).is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("unknown status {status:?}: use active, waiting, completed, failed or exited"),
+        ));
+    }
+    Ok(Json(json!({ "runs": state.runtime.store.runs(&filter).await? })).into_response())
+}
+
+async fn get_run(State(state): State<AppState>, Path(id): Path<i64>) -> ApiResult {
+    let run = state
+        .runtime
+        .store
+        .run(id)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no run {id}")))?;
+    let timeline = state.runtime.store.timeline(id).await?;
+    let mut body = serde_json::to_value(run).expect("run serializes");
+    body["timeline"] = serde_json::to_value(timeline).expect("timeline serializes");
+    Ok(Json(body).into_response())
+}
+
+#[derive(Deserialize)]
+struct OutboxQuery {
+    run_id: Option<i64>,
+}
+
+async fn list_outbox(State(state): State<AppState>, Query(q): Query<OutboxQuery>) -> ApiResult {
+    Ok(Json(json!({ "messages": state.runtime.store.outbox(q.run_id).await? })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostEvent {
+    user_id: String,
+    name: String,
+    #[serde(default)]
+    properties: Option<Value>,
+    #[serde(default)]
+    timestamp: Option<u64>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+async fn post_event(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: Result<Json<PostEvent>, JsonRejection>,
+) -> ApiResult {
+    let Json(event) = body?;
+    let header_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let key = header_key.or(event.idempotency_key);
+    let outcome = state
+        .runtime
+        .ingest_event(
+            &event.user_id,
+            &event.name,
+            event.properties.unwrap_or_else(|| json!({})),
+            event.timestamp,
+            key.as_deref(),
+        )
+        .await?;
+    let status = if outcome.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, Json(json!({ "stored": !outcome.duplicate, "event_id": outcome.event_id, "resumed": outcome.resumed }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Advance {
+    ms: u64,
+}
+
+async fn advance_clock(
+    State(state): State<AppState>,
+    body: Result<Json<Advance>, JsonRejection>,
+) -> ApiResult {
+    let Json(advance) = body?;
+    let Some(clock) = &state.virtual_clock else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this host runs on the system clock; start it with `cairn serve --virtual-clock`",
+        ));
+    };
+    let now = clock.advance(advance.ms);
+    state.runtime.work.notify_one();
+    Ok(Json(json!({ "now": now, "now_rfc3339": crate::clock::format(now) })).into_response())
+}

@@ -1,0 +1,209 @@
+//! What runs next: [`Scheduler::tick`] executes every step that is due at a
+//! given time and group-commits them; [`Scheduler::run`] is the thin loop
+//! around it that sleeps until the next deadline or until new work arrives.
+//!
+//! Steps of one tick execute in parallel on the blocking pool (each on a
+//! fresh instance restored from its snapshot) and commit in one transaction.
+
+use crate::durable::StepEnv;
+use crate::engine::step::Wake;
+use crate::engine::{Session, StepCall, StepResult};
+use crate::runtime::Runtime;
+use crate::store::{DueRun, RunStatus, StepCommit, StepEnd, StoreError};
+use std::time::Duration;
+
+/// Executes due steps. Defaults: 256 steps per tick.
+#[derive(Clone)]
+pub struct Scheduler {
+    runtime: Runtime,
+    batch: u32,
+}
+
+/// What one tick did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TickReport {
+    /// Steps executed and committed.
+    pub committed: usize,
+    /// Steps discarded because their run had moved on.
+    pub discarded: usize,
+}
+
+impl Scheduler {
+    pub fn new(runtime: Runtime) -> Self {
+        Scheduler {
+            runtime,
+            batch: 256,
+        }
+    }
+
+    /// Steps per tick (and per group commit).
+    pub fn with_batch(mut self, batch: u32) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// Executes every step due at `now` (up to one batch) and commits them.
+    ///
+    /// # Errors
+    /// A database failure; no step of the tick was committed and all stay due.
+    pub async fn tick(&self, now: u64) -> Result<TickReport, StoreError> {
+        let (due, watermark) = self.runtime.store.due_runs(now, self.batch).await?;
+        if due.is_empty() {
+            return Ok(TickReport::default());
+        }
+        let mut tasks = Vec::with_capacity(due.len());
+        for run in due {
+            let runtime = self.runtime.clone();
+            tasks.push(tokio::spawn(async move {
+                execute(&runtime, run, watermark, now).await
+            }));
+        }
+        let mut commits = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            if let Some(commit) = task.await.expect("a step task panicked") {
+                commits.push(commit);
+            }
+        }
+        let applied = self.runtime.store.commit_steps(&commits).await?;
+        let committed = applied.iter().filter(|a| **a).count();
+        Ok(TickReport {
+            committed,
+            discarded: applied.len() - committed,
+        })
+    }
+
+    /// Ticks until nothing more is due at `now`.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn drain(&self, now: u64) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let report = self.tick(now).await?;
+            total += report.committed;
+            if report.committed + report.discarded == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Runs forever: ticks whenever work is due or arrives.
+    pub async fn run(self) {
+        loop {
+            let now = self.runtime.now();
+            match self.tick(now).await {
+                Ok(report) if report.committed + report.discarded > 0 => continue,
+                Ok(_) => {}
+                Err(err) => tracing::error!("scheduler tick failed, retrying: {err}"),
+            }
+            let wait = match self.runtime.store.next_due_at().await {
+                Ok(Some(at)) => {
+                    Duration::from_millis(at.saturating_sub(self.runtime.now()).clamp(1, 1_000))
+                }
+                _ => Duration::from_secs(1),
+            };
+            let _ = tokio::time::timeout(wait, self.runtime.work.notified()).await;
+        }
+    }
+}
+
+/// Runs one due step; `None` if its version cannot be loaded (logged).
+async fn execute(runtime: &Runtime, due: DueRun, watermark: i64, now: u64) -> Option<StepCommit> {
+    let run = due.run;
+    let (call, woken_by) = match (run.status, &run.pending_event, &run.wait) {
+        (RunStatus::Active, _, _) => (
+            StepCall::Start {
+                input: run.input.clone(),
+            },
+            "started".to_string(),
+        ),
+        (_, Some(event), _) => (
+            StepCall::Resume(Wake::Event {
+                name: event.name.clone(),
+                properties: event.properties.to_string(),
+                timestamp: event.timestamp,
+            }),
+            format!("event:{}", event.name),
+        ),
+        (_, None, Some(wait)) if matches!(wait.kind, crate::durable::WaitKind::Event { .. }) => {
+            (StepCall::Resume(Wake::TimedOut), "timed-out".to_string())
+        }
+        _ => (
+            StepCall::Resume(Wake::TimerFired),
+            "timer-fired".to_string(),
+        ),
+    };
+    let env = StepEnv {
+        run_id: run.id,
+        step: run.step,
+        user_id: run.user_id.clone(),
+        started_at: run.started_at,
+        ceiling_at: run.ceiling_at,
+    };
+    let end_and_record = match runtime.journey(&run.version).await {
+        Ok(journey) => {
+            let engine = runtime.engine.clone();
+            let snapshot = due.snapshot;
+            tokio::task::spawn_blocking(move || {
+                Session::run_step(&engine, &journey, env, snapshot.as_deref(), call)
+            })
+            .await
+            .expect("a step panicked")
+            .map(|outcome| {
+                let end = match outcome.result {
+                    StepResult::Waiting(wait) => StepEnd::Waiting {
+                        wait,
+                        snapshot: outcome.snapshot.unwrap_or_default(),
+                    },
+                    StepResult::Done => StepEnd::Completed,
+                    StepResult::Failed(reason) => StepEnd::Failed(reason),
+                };
+                (end, outcome.record)
+            })
+            .unwrap_or_else(|err| {
+                (
+                    StepEnd::Failed(format!("cannot restore the run: {err}")),
+                    Default::default(),
+                )
+            })
+        }
+        Err(err) => (
+            StepEnd::Failed(format!("cannot load version {}: {err}", run.version)),
+            Default::default(),
+        ),
+    };
+    let (end, record) = end_and_record;
+    if run.ceiling_at <= now && !matches!(end, StepEnd::Completed | StepEnd::Failed(_)) {
+        // The ceiling is also enforced on the run as a whole.
+        return Some(commit(
+            &run,
+            StepEnd::Failed("execution ceiling reached".into()),
+            record,
+            woken_by,
+            watermark,
+            now,
+        ));
+    }
+    Some(commit(&run, end, record, woken_by, watermark, now))
+}
+
+fn commit(
+    run: &crate::store::RunRow,
+    end: StepEnd,
+    record: crate::durable::StepRecord,
+    woken_by: String,
+    event_watermark: i64,
+    now: u64,
+) -> StepCommit {
+    StepCommit {
+        run_id: run.id,
+        user_id: run.user_id.clone(),
+        expected_status: run.status,
+        expected_step: run.step,
+        end,
+        record,
+        woken_by,
+        event_watermark,
+        now,
+    }
+}

@@ -1,0 +1,41 @@
+//! Everything cairn persists, behind one narrow interface: journeys and
+//! versions, runs, snapshots, the step journal, the outbox, events and the
+//! run timeline. All SQL lives here; the engine never sees the database.
+//!
+//! Every run transition is a guarded UPDATE (`WHERE status = expected AND
+//! step = n`), and a step's snapshot, wait, outbox rows, journal and timeline
+//! commit in one transaction, so a step happened completely or not at all,
+//! and a terminal run is never made active again.
+//!
+//! SQLite (WAL, one file) is the embedded backend; Postgres comes later
+//! behind the same methods.
+
+mod sqlite;
+mod types;
+
+pub use sqlite::Store;
+pub use types::*;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or the statement failed; a retry may help.
+    #[error("database error (a retry may help): {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Stored data does not decode; a retry will not help.
+    #[error("corrupt stored data in {what}: {why}")]
+    Corrupt { what: &'static str, why: String },
+    #[error("unknown journey {0:?}")]
+    UnknownJourney(String),
+}
+
+impl StoreError {
+    pub(crate) fn corrupt(what: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
+        move |e| StoreError::Corrupt {
+            what,
+            why: e.to_string(),
+        }
+    }
+}

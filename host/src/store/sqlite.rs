@@ -1,0 +1,692 @@
+//! The SQLite backend: one file in WAL mode, sqlx migrations from
+//! `migrations/sqlite`.
+
+use super::StoreError;
+use super::types::*;
+use crate::durable::{Wait, WaitKind, all_match};
+use serde_json::{Value, json};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+// Only the fixed RUN_COLUMNS list is formatted into SQL; values are bound.
+use sqlx::{AssertSqlSafe, Row, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// The database, shared by the API, the scheduler and the CLI.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+const RUN_COLUMNS: &str = "id, journey_id, version, user_id, input, status, step, checkpoint, wait, \
+     due_at, pending_wake, failure, started_at, ceiling_at, updated_at, ended_at";
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `url`
+    /// (`sqlite://path/to/cairn.db` or `sqlite::memory:`).
+    ///
+    /// # Errors
+    /// The file cannot be opened or migrated.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let memory = url.contains(":memory:");
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(if memory {
+                SqliteJournalMode::Memory
+            } else {
+                SqliteJournalMode::Wal
+            })
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            // An in-memory database lives in one connection.
+            .max_connections(if memory { 1 } else { 8 })
+            .min_connections(if memory { 1 } else { 0 })
+            .idle_timeout(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(3600))
+            })
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Registers a version (idempotent by hash) and makes it the journey's active one.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn deploy_version(
+        &self,
+        version: NewVersion<'_>,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let meta = serde_json::to_string(version.meta).expect("meta serializes");
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO journeys (id, name, active_version, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT(id) DO UPDATE SET name = excluded.name, active_version = excluded.active_version,
+             updated_at = excluded.updated_at",
+        )
+        .bind(&version.meta.id)
+        .bind(&version.meta.name)
+        .bind(version.hash)
+        .bind(now as i64)
+        .bind(now as i64)
+        .execute(&mut *tx)
+        .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO journey_versions (hash, journey_id, meta, component, deployed_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT(hash) DO NOTHING",
+        )
+        .bind(version.hash)
+        .bind(&version.meta.id)
+        .bind(meta)
+        .bind(version.component)
+        .bind(now as i64)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// The component bytes of a version.
+    ///
+    /// # Errors
+    /// A database failure; `Ok(None)` if the version is unknown.
+    pub async fn version_component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT component FROM journey_versions WHERE hash = ?")
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Every journey with its active version.
+    ///
+    /// # Errors
+    /// A database failure or corrupt meta.
+    pub async fn journeys(&self) -> Result<Vec<JourneySummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT j.id, j.name, j.active_version, v.meta,
+                    (SELECT COUNT(*) FROM runs r WHERE r.journey_id = j.id) AS runs
+             FROM journeys j JOIN journey_versions v ON v.hash = j.active_version ORDER BY j.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JourneySummary {
+                    id: r.get("id"),
+                    name: r.get("name"),
+                    active_version: r.get("active_version"),
+                    meta: serde_json::from_str(r.get("meta"))
+                        .map_err(StoreError::corrupt("journey meta"))?,
+                    runs: r.get("runs"),
+                })
+            })
+            .collect()
+    }
+
+    /// The active version of a journey and its execution ceiling.
+    async fn active_version(&self, journey_id: &str) -> Result<(String, u64), StoreError> {
+        let row = sqlx::query(
+            "SELECT j.active_version, v.meta FROM journeys j
+             JOIN journey_versions v ON v.hash = j.active_version WHERE j.id = ?",
+        )
+        .bind(journey_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::UnknownJourney(journey_id.to_string()))?;
+        let meta: Value =
+            serde_json::from_str(row.get("meta")).map_err(StoreError::corrupt("journey meta"))?;
+        Ok((
+            row.get("active_version"),
+            meta["execution_timeout_ms"].as_u64().unwrap_or(0),
+        ))
+    }
+
+    /// Creates a run on the journey's active version; its first step is due at once.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownJourney`], or a database failure.
+    pub async fn create_run(
+        &self,
+        journey_id: &str,
+        user_id: &str,
+        input: &str,
+        now: u64,
+    ) -> Result<RunRow, StoreError> {
+        let (version, ceiling) = self.active_version(journey_id).await?;
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO runs (journey_id, version, user_id, input, status, step, due_at, started_at, ceiling_at, updated_at)
+             VALUES (?, ?, ?, ?, 'active', 0, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(journey_id)
+        .bind(&version)
+        .bind(user_id)
+        .bind(input)
+        .bind(now as i64)
+        .bind(now as i64)
+        .bind(now.saturating_add(ceiling) as i64)
+        .bind(now as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        timeline(
+            &mut tx,
+            id,
+            0,
+            now,
+            "entered",
+            json!({ "version": version, "input": input }),
+        )
+        .await?;
+        tx.commit().await?;
+        self.run(id).await?.ok_or(StoreError::Corrupt {
+            what: "runs",
+            why: "a run vanished after insert".into(),
+        })
+    }
+
+    /// One run.
+    ///
+    /// # Errors
+    /// A database failure or a corrupt row.
+    pub async fn run(&self, id: i64) -> Result<Option<RunRow>, StoreError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| run_row(&r))
+        .transpose()
+    }
+
+    /// Runs matching the filter, newest first (at most 1000).
+    ///
+    /// # Errors
+    /// A database failure or a corrupt row.
+    pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR journey_id = ?2)
+             AND (?3 IS NULL OR status = ?3) ORDER BY id DESC LIMIT ?4"
+        )))
+        .bind(&filter.user_id)
+        .bind(&filter.journey)
+        .bind(&filter.status)
+        .bind(filter.limit.unwrap_or(100).min(1000))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_row).collect()
+    }
+
+    /// Runs whose next step is due at `now`, oldest first, with their snapshots,
+    /// and the highest event id at this moment.
+    ///
+    /// # Errors
+    /// A database failure or a corrupt row.
+    pub async fn due_runs(&self, now: u64, limit: u32) -> Result<(Vec<DueRun>, i64), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let watermark: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
+            .fetch_one(&mut *conn)
+            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS}, (SELECT bytes FROM snapshots s WHERE s.run_id = runs.id) AS snapshot
+             FROM runs WHERE status IN ('active', 'waiting') AND due_at <= ? ORDER BY due_at, id LIMIT ?"
+        )))
+        .bind(now as i64)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+        let due = rows
+            .iter()
+            .map(|r| {
+                Ok(DueRun {
+                    run: run_row(r)?,
+                    snapshot: r.get("snapshot"),
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok((due, watermark))
+    }
+
+    /// When the next run comes due, if any run waits.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn next_due_at(&self) -> Result<Option<u64>, StoreError> {
+        let at: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(due_at) FROM runs WHERE status IN ('active', 'waiting')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(at.map(|t| t as u64))
+    }
+
+    /// Commits steps in one transaction (group commit). Returns, per step,
+    /// whether it applied: a step whose run moved on (another worker, an exit)
+    /// is discarded with all its effects.
+    ///
+    /// # Errors
+    /// A database failure; nothing was committed.
+    pub async fn commit_steps(&self, commits: &[StepCommit]) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut applied = Vec::with_capacity(commits.len());
+        for commit in commits {
+            applied.push(commit_step(&mut tx, commit).await?);
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// Stores an event (once per idempotency key) and hands it to the
+    /// user's runs waiting for it whose filter matches.
+    ///
+    /// # Errors
+    /// A database failure; nothing was stored.
+    pub async fn ingest_event(
+        &self,
+        user_id: &str,
+        name: &str,
+        properties: &Value,
+        timestamp: u64,
+        idempotency_key: Option<&str>,
+        now: u64,
+    ) -> Result<EventOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(key) = idempotency_key {
+            let existing: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM events WHERE idempotency_key = ?")
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(event_id) = existing {
+                return Ok(EventOutcome {
+                    event_id,
+                    duplicate: true,
+                    resumed: Vec::new(),
+                });
+            }
+        }
+        let event_id: i64 = sqlx::query_scalar(
+            "INSERT INTO events (user_id, name, properties, timestamp, received_at, idempotency_key)
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(user_id)
+        .bind(name)
+        .bind(properties.to_string())
+        .bind(timestamp as i64)
+        .bind(now as i64)
+        .bind(idempotency_key)
+        .fetch_one(&mut *tx)
+        .await?;
+        let waiting = sqlx::query(
+            "SELECT id, step, wait FROM runs WHERE status = 'waiting' AND user_id = ? AND wait_event = ?
+             AND pending_wake IS NULL",
+        )
+        .bind(user_id)
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await?;
+        let event = PendingEvent {
+            event_id,
+            name: name.to_string(),
+            properties: properties.clone(),
+            timestamp,
+        };
+        let mut resumed = Vec::new();
+        for row in waiting {
+            let wait: Wait =
+                serde_json::from_str(row.get("wait")).map_err(StoreError::corrupt("runs.wait"))?;
+            let WaitKind::Event { filter, .. } = &wait.kind else {
+                continue;
+            };
+            if !all_match(filter, properties) {
+                continue;
+            }
+            let id: i64 = row.get("id");
+            if deliver_event(&mut tx, id, row.get("step"), &event, now).await? {
+                resumed.push(id);
+            }
+        }
+        tx.commit().await?;
+        Ok(EventOutcome {
+            event_id,
+            duplicate: false,
+            resumed,
+        })
+    }
+
+    /// A run's timeline, oldest first.
+    ///
+    /// # Errors
+    /// A database failure or a corrupt row.
+    pub async fn timeline(&self, run_id: i64) -> Result<Vec<TimelineEntry>, StoreError> {
+        let rows =
+            sqlx::query("SELECT step, at, kind, detail FROM timeline WHERE run_id = ? ORDER BY id")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TimelineEntry {
+                    step: r.get::<i64, _>("step") as u32,
+                    at: r.get::<i64, _>("at") as u64,
+                    kind: r.get("kind"),
+                    detail: serde_json::from_str(r.get("detail"))
+                        .map_err(StoreError::corrupt("timeline"))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Outbox rows, of one run or all (newest 1000).
+    ///
+    /// # Errors
+    /// A database failure or a corrupt row.
+    pub async fn outbox(&self, run_id: Option<i64>) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, key, run_id, step, channel, recipient, template, props, category, status, created_at
+             FROM outbox WHERE (?1 IS NULL OR run_id = ?1) ORDER BY id LIMIT 1000",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxRow {
+                    id: r.get("id"),
+                    key: r.get("key"),
+                    run_id: r.get("run_id"),
+                    step: r.get::<i64, _>("step") as u32,
+                    channel: r.get("channel"),
+                    recipient: r.get("recipient"),
+                    template: r.get("template"),
+                    props: serde_json::from_str(r.get("props"))
+                        .map_err(StoreError::corrupt("outbox.props"))?,
+                    category: r.get("category"),
+                    status: r.get("status"),
+                    created_at: r.get::<i64, _>("created_at") as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// The raw pool, for tests that inspect tables directly.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+
+async fn timeline(
+    tx: &mut Tx<'_>,
+    run_id: i64,
+    step: u32,
+    at: u64,
+    kind: &str,
+    detail: Value,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO timeline (run_id, step, at, kind, detail) VALUES (?, ?, ?, ?, ?)")
+        .bind(run_id)
+        .bind(step)
+        .bind(at as i64)
+        .bind(kind)
+        .bind(detail.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Resolves a run's event wait with `event`, exactly once (the first event wins).
+async fn deliver_event(
+    tx: &mut Tx<'_>,
+    run_id: i64,
+    step: i64,
+    event: &PendingEvent,
+    now: u64,
+) -> Result<bool, StoreError> {
+    let applied = sqlx::query(
+        "UPDATE runs SET pending_wake = ?, due_at = ?, updated_at = ?
+         WHERE id = ? AND status = 'waiting' AND step = ? AND pending_wake IS NULL",
+    )
+    .bind(serde_json::to_string(event).expect("event serializes"))
+    .bind(now as i64)
+    .bind(now as i64)
+    .bind(run_id)
+    .bind(step)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if applied {
+        timeline(
+            tx,
+            run_id,
+            step as u32,
+            now,
+            "event-received",
+            json!({ "event_id": event.event_id, "name": event.name }),
+        )
+        .await?;
+    }
+    Ok(applied)
+}
+
+async fn commit_step(tx: &mut Tx<'_>, c: &StepCommit) -> Result<bool, StoreError> {
+    let step = c.expected_step + 1;
+    let checkpoint = c.record.effects.iter().rev().find_map(|(_, e)| match e {
+        crate::durable::Effect::Checkpoint { label } => Some(label.clone()),
+        _ => None,
+    });
+    let (status, wait, wait_event, due_at, failure, ended_at) = match &c.end {
+        StepEnd::Waiting { wait, .. } => {
+            let event = match &wait.kind {
+                WaitKind::Event { name, .. } => Some(name.clone()),
+                WaitKind::Timer => None,
+            };
+            (
+                RunStatus::Waiting,
+                Some(serde_json::to_string(wait).expect("wait serializes")),
+                event,
+                Some(wait.deadline as i64),
+                None,
+                None,
+            )
+        }
+        StepEnd::Completed => (
+            RunStatus::Completed,
+            None,
+            None,
+            None,
+            None,
+            Some(c.now as i64),
+        ),
+        StepEnd::Failed(reason) => (
+            RunStatus::Failed,
+            None,
+            None,
+            None,
+            Some(reason.clone()),
+            Some(c.now as i64),
+        ),
+    };
+    let applied = sqlx::query(
+        "UPDATE runs SET status = ?, step = ?, checkpoint = COALESCE(?, checkpoint), wait = ?, wait_event = ?,
+         due_at = ?, pending_wake = NULL, failure = ?, updated_at = ?, ended_at = ?
+         WHERE id = ? AND status = ? AND step = ?",
+    )
+    .bind(status.as_str())
+    .bind(step)
+    .bind(checkpoint)
+    .bind(wait)
+    .bind(wait_event)
+    .bind(due_at)
+    .bind(failure)
+    .bind(c.now as i64)
+    .bind(ended_at)
+    .bind(c.run_id)
+    .bind(c.expected_status.as_str())
+    .bind(c.expected_step)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !applied {
+        return Ok(false);
+    }
+
+    timeline(
+        tx,
+        c.run_id,
+        c.expected_step,
+        c.now,
+        "woke",
+        json!({ "by": c.woken_by }),
+    )
+    .await?;
+    for (at, effect) in &c.record.effects {
+        let detail = serde_json::to_value(effect).expect("effect serializes");
+        let kind = detail["kind"].as_str().unwrap_or("effect").to_string();
+        timeline(tx, c.run_id, c.expected_step, *at, &kind, detail).await?;
+    }
+    for m in &c.record.outbox {
+        sqlx::query(
+            "INSERT INTO outbox (key, run_id, step, channel, recipient, template, props, category, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING",
+        )
+        .bind(&m.key)
+        .bind(c.run_id)
+        .bind(c.expected_step)
+        .bind(&m.channel)
+        .bind(&m.recipient)
+        .bind(&m.template)
+        .bind(m.props.to_string())
+        .bind(&m.category)
+        .bind(c.now as i64)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for j in &c.record.journal {
+        sqlx::query("INSERT OR REPLACE INTO step_journal (run_id, step, call, import, value) VALUES (?, ?, ?, ?, ?)")
+            .bind(c.run_id)
+            .bind(c.expected_step)
+            .bind(j.call)
+            .bind(&j.import)
+            .bind(j.value.to_string())
+            .execute(&mut **tx)
+            .await?;
+    }
+    match &c.end {
+        StepEnd::Waiting { wait, snapshot } => {
+            sqlx::query(
+                "INSERT INTO snapshots (run_id, step, bytes, taken_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT(run_id) DO UPDATE SET step = excluded.step, bytes = excluded.bytes, taken_at = excluded.taken_at",
+            )
+            .bind(c.run_id)
+            .bind(step)
+            .bind(snapshot)
+            .bind(c.now as i64)
+            .execute(&mut **tx)
+            .await?;
+            let mut detail = serde_json::to_value(wait).expect("wait serializes");
+            detail["snapshot_bytes"] = json!(snapshot.len());
+            timeline(tx, c.run_id, c.expected_step, c.now, "wait", detail).await?;
+            if let WaitKind::Event { name, filter } = &wait.kind {
+                // An event stored after this step began may already satisfy the new wait.
+                let candidates = sqlx::query(
+                    "SELECT id, properties, timestamp FROM events WHERE user_id = ? AND name = ? AND id > ? ORDER BY id",
+                )
+                .bind(&c.user_id)
+                .bind(name)
+                .bind(c.event_watermark)
+                .fetch_all(&mut **tx)
+                .await?;
+                for row in candidates {
+                    let properties: Value = serde_json::from_str(row.get("properties"))
+                        .map_err(StoreError::corrupt("events.properties"))?;
+                    if all_match(filter, &properties) {
+                        let event = PendingEvent {
+                            event_id: row.get("id"),
+                            name: name.clone(),
+                            properties,
+                            timestamp: row.get::<i64, _>("timestamp") as u64,
+                        };
+                        deliver_event(tx, c.run_id, i64::from(step), &event, c.now).await?;
+                        break;
+                    }
+                }
+            }
+        }
+        StepEnd::Completed => {
+            sqlx::query("DELETE FROM snapshots WHERE run_id = ?")
+                .bind(c.run_id)
+                .execute(&mut **tx)
+                .await?;
+            timeline(tx, c.run_id, c.expected_step, c.now, "completed", json!({})).await?;
+        }
+        StepEnd::Failed(reason) => {
+            timeline(
+                tx,
+                c.run_id,
+                c.expected_step,
+                c.now,
+                "failed",
+                json!({ "reason": reason }),
+            )
+            .await?;
+        }
+    }
+    Ok(true)
+}
+
+fn run_row(r: &SqliteRow) -> Result<RunRow, StoreError> {
+    let status: String = r.get("status");
+    let wait: Option<String> = r.get("wait");
+    let pending: Option<String> = r.get("pending_wake");
+    Ok(RunRow {
+        id: r.get("id"),
+        journey_id: r.get("journey_id"),
+        version: r.get("version"),
+        user_id: r.get("user_id"),
+        input: r.get("input"),
+        status: RunStatus::parse(&status).ok_or(StoreError::Corrupt {
+            what: "runs.status",
+            why: status.clone(),
+        })?,
+        step: r.get::<i64, _>("step") as u32,
+        checkpoint: r.get("checkpoint"),
+        wait: wait
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(StoreError::corrupt("runs.wait"))?,
+        due_at: r.get::<Option<i64>, _>("due_at").map(|t| t as u64),
+        pending_event: pending
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(StoreError::corrupt("runs.pending_wake"))?,
+        failure: r.get("failure"),
+        started_at: r.get::<i64, _>("started_at") as u64,
+        ceiling_at: r.get::<i64, _>("ceiling_at") as u64,
+        updated_at: r.get::<i64, _>("updated_at") as u64,
+        ended_at: r.get::<Option<i64>, _>("ended_at").map(|t| t as u64),
+    })
+}

@@ -1,0 +1,170 @@
+//! The rows and requests the store deals in.
+
+use crate::durable::{StepRecord, Wait};
+use crate::engine::JourneyMeta;
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle of a run; terminal states are never left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Its first step is due.
+    Active,
+    /// Suspended at a wait.
+    Waiting,
+    Completed,
+    Failed,
+    Exited,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Active => "active",
+            RunStatus::Waiting => "waiting",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Exited => "exited",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "active" => RunStatus::Active,
+            "waiting" => RunStatus::Waiting,
+            "completed" => RunStatus::Completed,
+            "failed" => RunStatus::Failed,
+            "exited" => RunStatus::Exited,
+            _ => return None,
+        })
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Failed | RunStatus::Exited
+        )
+    }
+}
+
+/// A journey version to register.
+pub struct NewVersion<'a> {
+    pub hash: &'a str,
+    pub meta: &'a JourneyMeta,
+    pub component: &'a [u8],
+}
+
+/// A journey and its active version.
+#[derive(Debug, Clone, Serialize)]
+pub struct JourneySummary {
+    pub id: String,
+    pub name: String,
+    pub active_version: String,
+    pub meta: serde_json::Value,
+    pub runs: i64,
+}
+
+/// An event that resolved a wait, kept on the run until it is resumed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingEvent {
+    pub event_id: i64,
+    pub name: String,
+    pub properties: serde_json::Value,
+    pub timestamp: u64,
+}
+
+/// One run as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    pub id: i64,
+    pub journey_id: String,
+    pub version: String,
+    pub user_id: String,
+    pub input: String,
+    pub status: RunStatus,
+    pub step: u32,
+    pub checkpoint: Option<String>,
+    pub wait: Option<Wait>,
+    pub due_at: Option<u64>,
+    pub pending_event: Option<PendingEvent>,
+    pub failure: Option<String>,
+    pub started_at: u64,
+    pub ceiling_at: u64,
+    pub updated_at: u64,
+    pub ended_at: Option<u64>,
+}
+
+/// A run whose next step is due, with what it needs to run it.
+#[derive(Debug, Clone)]
+pub struct DueRun {
+    pub run: RunRow,
+    pub snapshot: Option<Vec<u8>>,
+}
+
+/// How a step ended, as the store records it.
+#[derive(Debug, Clone)]
+pub enum StepEnd {
+    Waiting { wait: Wait, snapshot: Vec<u8> },
+    Completed,
+    Failed(String),
+}
+
+/// A step to commit: guarded by the run's status and step when it was claimed.
+#[derive(Debug, Clone)]
+pub struct StepCommit {
+    pub run_id: i64,
+    pub user_id: String,
+    pub expected_status: RunStatus,
+    pub expected_step: u32,
+    pub end: StepEnd,
+    pub record: StepRecord,
+    /// What woke the step, for the timeline (`started`, `timer-fired`, `event:<name>`, `timed-out`).
+    pub woken_by: String,
+    /// The highest event id when the step began: later events may satisfy the new wait.
+    pub event_watermark: i64,
+    pub now: u64,
+}
+
+/// What ingesting one event did.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventOutcome {
+    pub event_id: i64,
+    /// The idempotency key was seen before; nothing changed.
+    pub duplicate: bool,
+    /// Runs whose wait this event resolved.
+    pub resumed: Vec<i64>,
+}
+
+/// A run's timeline entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEntry {
+    pub step: u32,
+    pub at: u64,
+    pub kind: String,
+    pub detail: serde_json::Value,
+}
+
+/// An outbox row.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub key: String,
+    pub run_id: i64,
+    pub step: u32,
+    pub channel: String,
+    pub recipient: String,
+    pub template: String,
+    pub props: serde_json::Value,
+    pub category: String,
+    pub status: String,
+    pub created_at: u64,
+}
+
+/// Filters for listing runs.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RunFilter {
+    pub user_id: Option<String>,
+    pub journey: Option<String>,
+    pub status: Option<String>,
+    pub limit: Option<u32>,
+}

@@ -1,0 +1,99 @@
+-- cairn's embedded schema. Times are unix milliseconds.
+
+CREATE TABLE journeys (
+    id             TEXT PRIMARY KEY,
+    name           TEXT NOT NULL,
+    active_version TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL
+);
+
+-- One row per deployed component (content hash). Runs pin their version.
+CREATE TABLE journey_versions (
+    hash        TEXT PRIMARY KEY,
+    journey_id  TEXT NOT NULL REFERENCES journeys(id),
+    meta        TEXT NOT NULL,
+    component   BLOB NOT NULL,
+    deployed_at INTEGER NOT NULL
+);
+
+CREATE TABLE runs (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    journey_id    TEXT NOT NULL,
+    version       TEXT NOT NULL REFERENCES journey_versions(hash),
+    user_id       TEXT NOT NULL,
+    input         TEXT NOT NULL,
+    -- active: its first step is due; waiting: suspended at a wait.
+    status        TEXT NOT NULL CHECK (status IN ('active', 'waiting', 'completed', 'failed', 'exited')),
+    -- steps committed so far; the next step's number
+    step          INTEGER NOT NULL DEFAULT 0,
+    checkpoint    TEXT,
+    -- the registered wait (JSON), its event name, and when it is due
+    wait          TEXT,
+    wait_event    TEXT,
+    due_at        INTEGER,
+    -- the wake an event delivered, waiting to be resumed with (JSON)
+    pending_wake  TEXT,
+    failure       TEXT,
+    started_at    INTEGER NOT NULL,
+    ceiling_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    ended_at      INTEGER
+);
+CREATE INDEX runs_due ON runs(due_at) WHERE status IN ('active', 'waiting');
+CREATE INDEX runs_user_wait ON runs(user_id, wait_event) WHERE status = 'waiting';
+CREATE INDEX runs_journey ON runs(journey_id, status);
+
+-- The latest snapshot of each suspended run.
+CREATE TABLE snapshots (
+    run_id   INTEGER PRIMARY KEY REFERENCES runs(id),
+    step     INTEGER NOT NULL,
+    bytes    BLOB NOT NULL,
+    taken_at INTEGER NOT NULL
+);
+
+-- Every value the host handed a step's imports, by call index.
+CREATE TABLE step_journal (
+    run_id INTEGER NOT NULL,
+    step   INTEGER NOT NULL,
+    call   INTEGER NOT NULL,
+    import TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    PRIMARY KEY (run_id, step, call)
+);
+
+CREATE TABLE outbox (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    key        TEXT NOT NULL UNIQUE,
+    run_id     INTEGER NOT NULL,
+    step       INTEGER NOT NULL,
+    channel    TEXT NOT NULL,
+    recipient  TEXT NOT NULL,
+    template   TEXT NOT NULL,
+    props      TEXT NOT NULL,
+    category   TEXT NOT NULL,
+    status     TEXT NOT NULL DEFAULT 'queued',
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX outbox_run ON outbox(run_id);
+
+CREATE TABLE events (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id         TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    properties      TEXT NOT NULL,
+    timestamp       INTEGER NOT NULL,
+    received_at     INTEGER NOT NULL,
+    idempotency_key TEXT UNIQUE
+);
+CREATE INDEX events_user_name ON events(user_id, name, id);
+
+CREATE TABLE timeline (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id INTEGER NOT NULL,
+    step   INTEGER NOT NULL,
+    at     INTEGER NOT NULL,
+    kind   TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX timeline_run ON timeline(run_id, id);
