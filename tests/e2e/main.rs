@@ -1,4 +1,9 @@
 //! End-to-end tests: real components built from source, the real engine,
 //! a real SQLite file, the real `cairn` binary.
 
+mod ceiling;
+mod failures;
+mod process;
+mod runs;
 mod snapshots;
+mod validation;

@@ -55,6 +55,11 @@ impl LoadedJourney {
         self.pristine.memories.iter().map(Vec::len).sum()
     }
 
+    /// The image of a fresh instance that snapshots are diffed against.
+    pub fn pristine(&self) -> &Arc<Pristine> {
+        &self.pristine
+    }
+
     pub fn binding(&self) -> &Binding {
         &self.binding
     }

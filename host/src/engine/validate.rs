@@ -24,14 +24,12 @@ pub fn check(wasm: &[u8]) -> Result<(), String> {
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload.map_err(|e| format!("not a valid WebAssembly binary: {e}"))?;
         match payload {
-            Payload::Version { encoding, .. } if depth == 0 => {
-                if encoding == Encoding::Module {
-                    return Err(
-                        "this is a core wasm module, not a component: build journeys \
-                                with `cairn build`, which componentizes them"
-                            .into(),
-                    );
-                }
+            Payload::Version { encoding, .. } if depth == 0 && encoding == Encoding::Module => {
+                return Err(
+                    "this is a core wasm module, not a component: build journeys with \
+                            `cairn build`, which componentizes them"
+                        .into(),
+                );
             }
             Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
             Payload::End(_) => {

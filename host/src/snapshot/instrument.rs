@@ -139,10 +139,8 @@ pub fn instrument(wasm: &[u8]) -> Result<Instrumented, InstrumentError> {
             continue;
         }
         match &payload {
-            Payload::Version { encoding, .. } => {
-                if *encoding == Encoding::Module {
-                    return Err(InstrumentError::CoreModule);
-                }
+            Payload::Version { encoding, .. } if *encoding == Encoding::Module => {
+                return Err(InstrumentError::CoreModule);
             }
             Payload::ModuleSection {
                 unchecked_range, ..
