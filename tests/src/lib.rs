@@ -106,3 +106,117 @@ impl NowMs for ManualClock {
         cairn::clock::Clock::now(self)
     }
 }
+
+/// A `cairn serve` child process on a loopback port, on a virtual clock.
+pub struct Server {
+    child: std::process::Child,
+    pub base: String,
+    client: reqwest::Client,
+}
+
+impl Server {
+    /// Starts `cairn serve --virtual-clock` on `db` and waits until it
+    /// accepts connections. `binary` is the test's
+    /// `env!("CARGO_BIN_EXE_cairn-under-test")` (only integration tests see it).
+    pub fn start(binary: &str, db: &std::path::Path, cache: &std::path::Path) -> Server {
+        use std::time::{Duration, Instant};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(binary)
+            .args([
+                "serve",
+                "--virtual-clock",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("--db")
+            .arg(format!("sqlite://{}", db.display()))
+            .arg("--cache-dir")
+            .arg(cache)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "cairn serve did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// GET `path`, as JSON.
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        response.json().await.unwrap()
+    }
+
+    /// POST a JSON body to `path`; the status and the JSON answer.
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// POST raw bytes (a component) to `path`.
+    pub async fn post_bytes(&self, path: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// Polls GET `path` until `check` holds (20 s at most).
+    pub async fn until(
+        &self,
+        path: &str,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let body = self.get(path).await;
+            if check(&body) {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting on {path}: {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills the process with SIGKILL: no graceful shutdown.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -177,27 +177,22 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
 }
 
 fn describe(detail: &Value, start: u64) -> String {
+    let until = || {
+        relative(
+            detail["deadline"]
+                .as_u64()
+                .unwrap_or(0)
+                .saturating_sub(start),
+        )
+    };
+    let snapshot = || format!("(snapshot {} B)", detail["snapshot_bytes"]);
     match detail["kind"].as_str() {
-        Some("timer") => format!(
-            "sleep until {} (snapshot {} B)",
-            relative(
-                detail["deadline"]
-                    .as_u64()
-                    .unwrap_or(0)
-                    .saturating_sub(start)
-            ),
-            detail["snapshot_bytes"]
-        ),
+        Some("timer") => format!("sleep until {} {}", until(), snapshot()),
         Some("event") => format!(
-            "wait for {} until {} (snapshot {} B)",
+            "wait for {} until {} {}",
             detail["name"].as_str().unwrap_or("?"),
-            relative(
-                detail["deadline"]
-                    .as_u64()
-                    .unwrap_or(0)
-                    .saturating_sub(start)
-            ),
-            detail["snapshot_bytes"]
+            until(),
+            snapshot()
         ),
         Some("checkpoint") => detail["label"].as_str().unwrap_or("").to_string(),
         Some("send") => format!(
