@@ -2,21 +2,23 @@
 //! given time and group-commits them; [`Scheduler::run`] is the thin loop
 //! around it that sleeps until the next deadline or until new work arrives.
 //!
-//! Steps of one tick execute in parallel on the blocking pool (each on a
-//! fresh instance restored from its snapshot) and commit in one transaction.
+//! Steps of one tick execute on one blocking worker per core (each step on
+//! a fresh instance restored from its snapshot) and commit in one transaction.
 
-use crate::durable::StepEnv;
+use crate::durable::{StepEnv, StepRecord, WaitKind};
 use crate::engine::step::Wake;
-use crate::engine::{Session, StepCall, StepResult};
-use crate::runtime::Runtime;
-use crate::store::{DueRun, RunStatus, StepCommit, StepEnd, StoreError};
+use crate::engine::{Engine, LoadedJourney, Session, StepCall, StepResult};
+use crate::runtime::{Runtime, RuntimeError};
+use crate::store::{DueRun, RunRow, RunStatus, StepCommit, StepEnd, StoreError};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Executes due steps. Defaults: 256 steps per tick.
+/// Executes due steps. Defaults: 256 steps per tick, one worker per core.
 #[derive(Clone)]
 pub struct Scheduler {
     runtime: Runtime,
     batch: u32,
+    parallelism: usize,
 }
 
 /// What one tick did.
@@ -33,6 +35,7 @@ impl Scheduler {
         Scheduler {
             runtime,
             batch: 256,
+            parallelism: std::thread::available_parallelism().map_or(2, usize::from),
         }
     }
 
@@ -51,18 +54,28 @@ impl Scheduler {
         if due.is_empty() {
             return Ok(TickReport::default());
         }
-        let mut tasks = Vec::with_capacity(due.len());
+        let mut work = Vec::with_capacity(due.len());
         for run in due {
-            let runtime = self.runtime.clone();
-            tasks.push(tokio::spawn(async move {
-                execute(&runtime, run, watermark, now).await
+            let journey = self.runtime.journey(&run.run.version).await;
+            work.push((run, journey));
+        }
+        // One blocking worker per core, each running its share of the steps in turn.
+        let workers = self.parallelism.min(work.len());
+        let per_worker = work.len().div_ceil(workers);
+        let mut handles = Vec::with_capacity(workers);
+        while !work.is_empty() {
+            let chunk: Vec<_> = work.drain(..per_worker.min(work.len())).collect();
+            let engine = self.runtime.engine.clone();
+            handles.push(tokio::task::spawn_blocking(move || {
+                chunk
+                    .into_iter()
+                    .map(|(run, journey)| execute(&engine, run, journey, watermark, now))
+                    .collect::<Vec<_>>()
             }));
         }
-        let mut commits = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            if let Some(commit) = task.await.expect("a step task panicked") {
-                commits.push(commit);
-            }
+        let mut commits = Vec::new();
+        for handle in handles {
+            commits.extend(handle.await.expect("a step worker panicked"));
         }
         let applied = self.runtime.store.commit_steps(&commits).await?;
         let committed = applied.iter().filter(|a| **a).count();
@@ -107,8 +120,14 @@ impl Scheduler {
     }
 }
 
-/// Runs one due step; `None` if its version cannot be loaded (logged).
-async fn execute(runtime: &Runtime, due: DueRun, watermark: i64, now: u64) -> Option<StepCommit> {
+/// Runs one due step into the commit that records it.
+fn execute(
+    engine: &Engine,
+    due: DueRun,
+    journey: Result<Arc<LoadedJourney>, RuntimeError>,
+    watermark: i64,
+    now: u64,
+) -> StepCommit {
     let run = due.run;
     let (call, woken_by) = match (run.status, &run.pending_event, &run.wait) {
         (RunStatus::Active, _, _) => (
@@ -125,7 +144,7 @@ async fn execute(runtime: &Runtime, due: DueRun, watermark: i64, now: u64) -> Op
             }),
             format!("event:{}", event.name),
         ),
-        (_, None, Some(wait)) if matches!(wait.kind, crate::durable::WaitKind::Event { .. }) => {
+        (_, None, Some(wait)) if matches!(wait.kind, WaitKind::Event { .. }) => {
             (StepCall::Resume(Wake::TimedOut), "timed-out".to_string())
         }
         _ => (
@@ -140,57 +159,45 @@ async fn execute(runtime: &Runtime, due: DueRun, watermark: i64, now: u64) -> Op
         started_at: run.started_at,
         ceiling_at: run.ceiling_at,
     };
-    let end_and_record = match runtime.journey(&run.version).await {
+    let (end, record) = match journey {
         Ok(journey) => {
-            let engine = runtime.engine.clone();
-            let snapshot = due.snapshot;
-            tokio::task::spawn_blocking(move || {
-                Session::run_step(&engine, &journey, env, snapshot.as_deref(), call)
-            })
-            .await
-            .expect("a step panicked")
-            .map(|outcome| {
-                let end = match outcome.result {
-                    StepResult::Waiting(wait) => StepEnd::Waiting {
-                        wait,
-                        snapshot: outcome.snapshot.unwrap_or_default(),
-                    },
-                    StepResult::Done => StepEnd::Completed,
-                    StepResult::Failed(reason) => StepEnd::Failed(reason),
-                };
-                (end, outcome.record)
-            })
-            .unwrap_or_else(|err| {
-                (
+            match Session::run_step(engine, &journey, env, due.snapshot.as_deref(), call) {
+                Ok(outcome) => {
+                    let end = match outcome.result {
+                        StepResult::Waiting(wait) => StepEnd::Waiting {
+                            wait,
+                            snapshot: outcome.snapshot.unwrap_or_default(),
+                        },
+                        StepResult::Done => StepEnd::Completed,
+                        StepResult::Failed(reason) => StepEnd::Failed(reason),
+                    };
+                    (end, outcome.record)
+                }
+                Err(err) => (
                     StepEnd::Failed(format!("cannot restore the run: {err}")),
-                    Default::default(),
-                )
-            })
+                    StepRecord::default(),
+                ),
+            }
         }
         Err(err) => (
             StepEnd::Failed(format!("cannot load version {}: {err}", run.version)),
-            Default::default(),
+            StepRecord::default(),
         ),
     };
-    let (end, record) = end_and_record;
-    if run.ceiling_at <= now && !matches!(end, StepEnd::Completed | StepEnd::Failed(_)) {
-        // The ceiling is also enforced on the run as a whole.
-        return Some(commit(
-            &run,
-            StepEnd::Failed("execution ceiling reached".into()),
-            record,
-            woken_by,
-            watermark,
-            now,
-        ));
-    }
-    Some(commit(&run, end, record, woken_by, watermark, now))
+    // The ceiling is also enforced on the run as a whole.
+    let end = match end {
+        StepEnd::Waiting { .. } if run.ceiling_at <= now => {
+            StepEnd::Failed("execution ceiling reached".into())
+        }
+        end => end,
+    };
+    commit(&run, end, record, woken_by, watermark, now)
 }
 
 fn commit(
-    run: &crate::store::RunRow,
+    run: &RunRow,
     end: StepEnd,
-    record: crate::durable::StepRecord,
+    record: StepRecord,
     woken_by: String,
     event_watermark: i64,
     now: u64,
