@@ -31,6 +31,9 @@ use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 /// The engine tag snapshots and compiled artifacts are bound to.
 pub const ENGINE_TAG: &str = "wasmtime-48.0.8";
 
+/// Bytes of each pooled memory and table kept resident between instances.
+const KEEP_RESIDENT: usize = 1 << 20;
+
 /// How often the epoch ticks; CPU limits are whole multiples of it.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -90,7 +93,13 @@ impl Engine {
                 // Instrumentation adds one memory (scratch) per instance.
                 .total_memories(n * 3)
                 .total_tables(n * 8)
-                .max_memory_size(config.limits.max_memory_bytes.max(1 << 20));
+                .max_memory_size(config.limits.max_memory_bytes.max(1 << 20))
+                // Every step reads the whole memory of a fresh instance (the
+                // snapshot diff) and writes its dirty pages: reset reused
+                // slots with memset rather than madvise, so the first MiB is
+                // not page-faulted in again on every step.
+                .linear_memory_keep_resident(KEEP_RESIDENT)
+                .table_keep_resident(KEEP_RESIDENT);
             wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let inner = wasmtime::Engine::new(&wasm).map_err(EngineError)?;

@@ -10,6 +10,7 @@
 //! SQLite (WAL, one file) is the embedded backend; Postgres comes later
 //! behind the same methods.
 
+mod commit;
 mod sqlite;
 mod types;
 

@@ -286,10 +286,7 @@ impl Store {
     /// A database failure; nothing was committed.
     pub async fn commit_steps(&self, commits: &[StepCommit]) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let mut applied = Vec::with_capacity(commits.len());
-        for commit in commits {
-            applied.push(commit_step(&mut tx, commit).await?);
-        }
+        let applied = super::commit::commit_steps(&mut tx, commits).await?;
         tx.commit().await?;
         Ok(applied)
     }
@@ -433,7 +430,7 @@ impl Store {
     }
 }
 
-type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+pub(super) type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
 async fn timeline(
     tx: &mut Tx<'_>,
@@ -455,7 +452,7 @@ async fn timeline(
 }
 
 /// Resolves a run's event wait with `event`, exactly once (the first event wins).
-async fn deliver_event(
+pub(super) async fn deliver_event(
     tx: &mut Tx<'_>,
     run_id: i64,
     step: i64,
@@ -487,173 +484,6 @@ async fn deliver_event(
         .await?;
     }
     Ok(applied)
-}
-
-async fn commit_step(tx: &mut Tx<'_>, c: &StepCommit) -> Result<bool, StoreError> {
-    let step = c.expected_step + 1;
-    let checkpoint = c.record.effects.iter().rev().find_map(|(_, e)| match e {
-        crate::durable::Effect::Checkpoint { label } => Some(label.clone()),
-        _ => None,
-    });
-    let (status, wait, wait_event, due_at, failure, ended_at) = match &c.end {
-        StepEnd::Waiting { wait, .. } => {
-            let event = match &wait.kind {
-                WaitKind::Event { name, .. } => Some(name.clone()),
-                WaitKind::Timer => None,
-            };
-            (
-                RunStatus::Waiting,
-                Some(serde_json::to_string(wait).expect("wait serializes")),
-                event,
-                Some(wait.deadline as i64),
-                None,
-                None,
-            )
-        }
-        StepEnd::Completed => (
-            RunStatus::Completed,
-            None,
-            None,
-            None,
-            None,
-            Some(c.now as i64),
-        ),
-        StepEnd::Failed(reason) => (
-            RunStatus::Failed,
-            None,
-            None,
-            None,
-            Some(reason.clone()),
-            Some(c.now as i64),
-        ),
-    };
-    let applied = sqlx::query(
-        "UPDATE runs SET status = ?, step = ?, checkpoint = COALESCE(?, checkpoint), wait = ?, wait_event = ?,
-         due_at = ?, pending_wake = NULL, failure = ?, updated_at = ?, ended_at = ?
-         WHERE id = ? AND status = ? AND step = ?",
-    )
-    .bind(status.as_str())
-    .bind(step)
-    .bind(checkpoint)
-    .bind(wait)
-    .bind(wait_event)
-    .bind(due_at)
-    .bind(failure)
-    .bind(c.now as i64)
-    .bind(ended_at)
-    .bind(c.run_id)
-    .bind(c.expected_status.as_str())
-    .bind(c.expected_step)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !applied {
-        return Ok(false);
-    }
-
-    timeline(
-        tx,
-        c.run_id,
-        c.expected_step,
-        c.now,
-        "woke",
-        json!({ "by": c.woken_by }),
-    )
-    .await?;
-    for (at, effect) in &c.record.effects {
-        let detail = serde_json::to_value(effect).expect("effect serializes");
-        let kind = detail["kind"].as_str().unwrap_or("effect").to_string();
-        timeline(tx, c.run_id, c.expected_step, *at, &kind, detail).await?;
-    }
-    for m in &c.record.outbox {
-        sqlx::query(
-            "INSERT INTO outbox (key, run_id, step, channel, recipient, template, props, category, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING",
-        )
-        .bind(&m.key)
-        .bind(c.run_id)
-        .bind(c.expected_step)
-        .bind(&m.channel)
-        .bind(&m.recipient)
-        .bind(&m.template)
-        .bind(m.props.to_string())
-        .bind(&m.category)
-        .bind(c.now as i64)
-        .execute(&mut **tx)
-        .await?;
-    }
-    for j in &c.record.journal {
-        sqlx::query("INSERT OR REPLACE INTO step_journal (run_id, step, call, import, value) VALUES (?, ?, ?, ?, ?)")
-            .bind(c.run_id)
-            .bind(c.expected_step)
-            .bind(j.call)
-            .bind(&j.import)
-            .bind(j.value.to_string())
-            .execute(&mut **tx)
-            .await?;
-    }
-    match &c.end {
-        StepEnd::Waiting { wait, snapshot } => {
-            sqlx::query(
-                "INSERT INTO snapshots (run_id, step, bytes, taken_at) VALUES (?, ?, ?, ?)
-                 ON CONFLICT(run_id) DO UPDATE SET step = excluded.step, bytes = excluded.bytes, taken_at = excluded.taken_at",
-            )
-            .bind(c.run_id)
-            .bind(step)
-            .bind(snapshot)
-            .bind(c.now as i64)
-            .execute(&mut **tx)
-            .await?;
-            let mut detail = serde_json::to_value(wait).expect("wait serializes");
-            detail["snapshot_bytes"] = json!(snapshot.len());
-            timeline(tx, c.run_id, c.expected_step, c.now, "wait", detail).await?;
-            if let WaitKind::Event { name, filter } = &wait.kind {
-                // An event stored after this step began may already satisfy the new wait.
-                let candidates = sqlx::query(
-                    "SELECT id, properties, timestamp FROM events WHERE user_id = ? AND name = ? AND id > ? ORDER BY id",
-                )
-                .bind(&c.user_id)
-                .bind(name)
-                .bind(c.event_watermark)
-                .fetch_all(&mut **tx)
-                .await?;
-                for row in candidates {
-                    let properties: Value = serde_json::from_str(row.get("properties"))
-                        .map_err(StoreError::corrupt("events.properties"))?;
-                    if all_match(filter, &properties) {
-                        let event = PendingEvent {
-                            event_id: row.get("id"),
-                            name: name.clone(),
-                            properties,
-                            timestamp: row.get::<i64, _>("timestamp") as u64,
-                        };
-                        deliver_event(tx, c.run_id, i64::from(step), &event, c.now).await?;
-                        break;
-                    }
-                }
-            }
-        }
-        StepEnd::Completed => {
-            sqlx::query("DELETE FROM snapshots WHERE run_id = ?")
-                .bind(c.run_id)
-                .execute(&mut **tx)
-                .await?;
-            timeline(tx, c.run_id, c.expected_step, c.now, "completed", json!({})).await?;
-        }
-        StepEnd::Failed(reason) => {
-            timeline(
-                tx,
-                c.run_id,
-                c.expected_step,
-                c.now,
-                "failed",
-                json!({ "reason": reason }),
-            )
-            .await?;
-        }
-    }
-    Ok(true)
 }
 
 fn run_row(r: &SqliteRow) -> Result<RunRow, StoreError> {

@@ -6,7 +6,7 @@ use cairn_journey::prelude::*;
 use std::collections::VecDeque;
 
 fn meta() -> Meta {
-    Meta::new("looper", "Sleeps in a loop").execution_timeout(days(3650))
+    Meta::new("looper", "Sleeps in a loop").execution_timeout(days(365))
 }
 
 fn parse_n(input: &str) -> u64 {

@@ -1,0 +1,297 @@
+//! Group commit of executed steps: a fixed number of statements per batch,
+//! whatever its size.
+//!
+//! 1. One guarded `UPDATE runs ... FROM (VALUES ...) RETURNING id` moves every
+//!    run whose status and step are still what the step started from; the
+//!    others (exited meanwhile, or committed by another worker) are discarded
+//!    with all their effects.
+//! 2. Multi-row inserts write the applied steps' timeline, outbox, journal
+//!    and snapshots.
+//! 3. A new event wait looks back for events stored since its step began.
+
+use super::StoreError;
+use super::sqlite::{Tx, deliver_event};
+use super::types::*;
+use crate::durable::{Effect, WaitKind, all_match};
+use serde_json::{Value, json};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use std::collections::HashSet;
+
+/// Rows per multi-row statement: well under SQLite's 32,766 bound parameters.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// Commits the steps; per step, whether it applied.
+pub(super) async fn commit_steps(
+    tx: &mut Tx<'_>,
+    commits: &[StepCommit],
+) -> Result<Vec<bool>, StoreError> {
+    let mut applied_ids = HashSet::with_capacity(commits.len());
+    for chunk in commits.chunks(ROWS_PER_STATEMENT) {
+        applied_ids.extend(update_runs(tx, chunk).await?);
+    }
+    let applied: Vec<&StepCommit> = commits
+        .iter()
+        .filter(|c| applied_ids.contains(&c.run_id))
+        .collect();
+
+    let timeline: Vec<TimelineRow> = applied.iter().flat_map(|c| timeline_rows(c)).collect();
+    for chunk in timeline.chunks(ROWS_PER_STATEMENT) {
+        insert_timeline(tx, chunk).await?;
+    }
+    let outbox: Vec<(&StepCommit, &crate::durable::OutboxMessage)> = applied
+        .iter()
+        .flat_map(|c| c.record.outbox.iter().map(move |m| (*c, m)))
+        .collect();
+    for chunk in outbox.chunks(ROWS_PER_STATEMENT) {
+        insert_outbox(tx, chunk).await?;
+    }
+    let journal: Vec<(&StepCommit, &crate::durable::JournalEntry)> = applied
+        .iter()
+        .flat_map(|c| c.record.journal.iter().map(move |j| (*c, j)))
+        .collect();
+    for chunk in journal.chunks(ROWS_PER_STATEMENT) {
+        insert_journal(tx, chunk).await?;
+    }
+    let snapshots: Vec<(&StepCommit, &Vec<u8>)> = applied
+        .iter()
+        .filter_map(|c| match &c.end {
+            StepEnd::Waiting { snapshot, .. } => Some((*c, snapshot)),
+            _ => None,
+        })
+        .collect();
+    for chunk in snapshots.chunks(ROWS_PER_STATEMENT) {
+        upsert_snapshots(tx, chunk).await?;
+    }
+    let completed: Vec<i64> = applied
+        .iter()
+        .filter(|c| matches!(c.end, StepEnd::Completed))
+        .map(|c| c.run_id)
+        .collect();
+    for chunk in completed.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM snapshots WHERE run_id IN (");
+        let mut ids = q.separated(", ");
+        for id in chunk {
+            ids.push_bind(*id);
+        }
+        q.push(")");
+        q.build().execute(&mut **tx).await?;
+    }
+    for c in &applied {
+        if let StepEnd::Waiting { wait, .. } = &c.end
+            && let WaitKind::Event { name, filter } = &wait.kind
+        {
+            look_back(tx, c, name, filter).await?;
+        }
+    }
+    Ok(commits
+        .iter()
+        .map(|c| applied_ids.contains(&c.run_id))
+        .collect())
+}
+
+/// The guarded transition of every run in `chunk`; the ids that moved.
+async fn update_runs(tx: &mut Tx<'_>, chunk: &[StepCommit]) -> Result<Vec<i64>, StoreError> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "WITH v(id, status, step, checkpoint, wait, wait_event, due_at, failure, updated_at, ended_at, \
+         expected_status, expected_step) AS (",
+    );
+    q.push_values(chunk, |mut row, c| {
+        let checkpoint = c.record.effects.iter().rev().find_map(|(_, e)| match e {
+            Effect::Checkpoint { label } => Some(label.clone()),
+            _ => None,
+        });
+        let (status, wait, wait_event, due_at, failure, ended_at) = match &c.end {
+            StepEnd::Waiting { wait, .. } => (
+                RunStatus::Waiting,
+                Some(serde_json::to_string(wait).expect("a wait serializes")),
+                match &wait.kind {
+                    WaitKind::Event { name, .. } => Some(name.clone()),
+                    WaitKind::Timer => None,
+                },
+                Some(wait.deadline as i64),
+                None,
+                None,
+            ),
+            StepEnd::Completed => (
+                RunStatus::Completed,
+                None,
+                None,
+                None,
+                None,
+                Some(c.now as i64),
+            ),
+            StepEnd::Failed(reason) => (
+                RunStatus::Failed,
+                None,
+                None,
+                None,
+                Some(reason.clone()),
+                Some(c.now as i64),
+            ),
+        };
+        row.push_bind(c.run_id)
+            .push_bind(status.as_str())
+            .push_bind(c.expected_step + 1)
+            .push_bind(checkpoint)
+            .push_bind(wait)
+            .push_bind(wait_event)
+            .push_bind(due_at)
+            .push_bind(failure)
+            .push_bind(c.now as i64)
+            .push_bind(ended_at)
+            .push_bind(c.expected_status.as_str())
+            .push_bind(c.expected_step);
+    });
+    q.push(
+        ") UPDATE runs SET status = v.status, step = v.step, checkpoint = COALESCE(v.checkpoint, runs.checkpoint), \
+         wait = v.wait, wait_event = v.wait_event, due_at = v.due_at, pending_wake = NULL, failure = v.failure, \
+         updated_at = v.updated_at, ended_at = v.ended_at \
+         FROM v WHERE runs.id = v.id AND runs.status = v.expected_status AND runs.step = v.expected_step \
+         RETURNING runs.id",
+    );
+    let rows = q.build().fetch_all(&mut **tx).await?;
+    Ok(rows.iter().map(|r| r.get::<i64, _>(0)).collect())
+}
+
+struct TimelineRow {
+    run_id: i64,
+    step: u32,
+    at: u64,
+    kind: String,
+    detail: String,
+}
+
+/// What a step adds to its run's timeline: what woke it, its effects, how it ended.
+fn timeline_rows(c: &StepCommit) -> Vec<TimelineRow> {
+    let row = |at: u64, kind: &str, detail: Value| TimelineRow {
+        run_id: c.run_id,
+        step: c.expected_step,
+        at,
+        kind: kind.to_string(),
+        detail: detail.to_string(),
+    };
+    let mut rows = Vec::with_capacity(c.record.effects.len() + 2);
+    rows.push(row(c.now, "woke", json!({ "by": c.woken_by })));
+    for (at, effect) in &c.record.effects {
+        let detail = serde_json::to_value(effect).expect("an effect serializes");
+        let kind = detail["kind"].as_str().unwrap_or("effect").to_string();
+        rows.push(row(*at, &kind, detail));
+    }
+    rows.push(match &c.end {
+        StepEnd::Waiting { wait, snapshot } => {
+            let mut detail = serde_json::to_value(wait).expect("a wait serializes");
+            detail["snapshot_bytes"] = json!(snapshot.len());
+            row(c.now, "wait", detail)
+        }
+        StepEnd::Completed => row(c.now, "completed", json!({})),
+        StepEnd::Failed(reason) => row(c.now, "failed", json!({ "reason": reason })),
+    });
+    rows
+}
+
+async fn insert_timeline(tx: &mut Tx<'_>, rows: &[TimelineRow]) -> Result<(), StoreError> {
+    let mut q =
+        QueryBuilder::<Sqlite>::new("INSERT INTO timeline (run_id, step, at, kind, detail) ");
+    q.push_values(rows, |mut b, r| {
+        b.push_bind(r.run_id)
+            .push_bind(r.step)
+            .push_bind(r.at as i64)
+            .push_bind(&r.kind)
+            .push_bind(&r.detail);
+    });
+    q.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
+async fn insert_outbox(
+    tx: &mut Tx<'_>,
+    rows: &[(&StepCommit, &crate::durable::OutboxMessage)],
+) -> Result<(), StoreError> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO outbox (key, run_id, step, channel, recipient, template, props, category, created_at) ",
+    );
+    q.push_values(rows, |mut b, (c, m)| {
+        b.push_bind(&m.key)
+            .push_bind(c.run_id)
+            .push_bind(c.expected_step)
+            .push_bind(&m.channel)
+            .push_bind(&m.recipient)
+            .push_bind(&m.template)
+            .push_bind(m.props.to_string())
+            .push_bind(&m.category)
+            .push_bind(c.now as i64);
+    });
+    // The key is (run, step, call) or the journey's label: a send is queued once.
+    q.push(" ON CONFLICT(key) DO NOTHING");
+    q.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
+async fn insert_journal(
+    tx: &mut Tx<'_>,
+    rows: &[(&StepCommit, &crate::durable::JournalEntry)],
+) -> Result<(), StoreError> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT OR REPLACE INTO step_journal (run_id, step, call, import, value) ",
+    );
+    q.push_values(rows, |mut b, (c, j)| {
+        b.push_bind(c.run_id)
+            .push_bind(c.expected_step)
+            .push_bind(j.call)
+            .push_bind(&j.import)
+            .push_bind(j.value.to_string());
+    });
+    q.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
+async fn upsert_snapshots(
+    tx: &mut Tx<'_>,
+    rows: &[(&StepCommit, &Vec<u8>)],
+) -> Result<(), StoreError> {
+    let mut q =
+        QueryBuilder::<Sqlite>::new("INSERT INTO snapshots (run_id, step, bytes, taken_at) ");
+    q.push_values(rows, |mut b, (c, bytes)| {
+        b.push_bind(c.run_id)
+            .push_bind(c.expected_step + 1)
+            .push_bind(bytes.as_slice())
+            .push_bind(c.now as i64);
+    });
+    q.push(
+        " ON CONFLICT(run_id) DO UPDATE SET step = excluded.step, bytes = excluded.bytes, taken_at = excluded.taken_at",
+    );
+    q.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// An event stored after the step began may already satisfy the wait it registered.
+async fn look_back(
+    tx: &mut Tx<'_>,
+    c: &StepCommit,
+    name: &str,
+    filter: &[crate::durable::Condition],
+) -> Result<(), StoreError> {
+    let candidates = sqlx::query(
+        "SELECT id, properties, timestamp FROM events WHERE user_id = ? AND name = ? AND id > ? ORDER BY id",
+    )
+    .bind(&c.user_id)
+    .bind(name)
+    .bind(c.event_watermark)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in candidates {
+        let properties: Value = serde_json::from_str(row.get("properties"))
+            .map_err(StoreError::corrupt("events.properties"))?;
+        if all_match(filter, &properties) {
+            let event = PendingEvent {
+                event_id: row.get("id"),
+                name: name.to_string(),
+                properties,
+                timestamp: row.get::<i64, _>("timestamp") as u64,
+            };
+            deliver_event(tx, c.run_id, i64::from(c.expected_step + 1), &event, c.now).await?;
+            break;
+        }
+    }
+    Ok(())
+}
