@@ -72,12 +72,13 @@ impl Ctx {
         durable::send(&message)
     }
 
-    /// The current time according to the host (virtual in simulation).
+    /// The step's time: when its wait ended (virtual in simulation). It does
+    /// not advance during a step, and relative waits count from it.
     pub fn now(&self) -> Timestamp {
         Timestamp(durable::now())
     }
 
-    /// A random number from the host.
+    /// A random number from the host (the same on a re-run of a crashed step).
     pub fn random_u64(&self) -> u64 {
         durable::random_u64()
     }

@@ -36,27 +36,29 @@ pub struct Deployed {
 pub struct Runtime {
     pub engine: Engine,
     pub store: Store,
+    clock: Arc<dyn Clock>,
     loaded: Arc<RwLock<HashMap<String, Arc<LoadedJourney>>>>,
     /// Woken whenever work may have come due (a new run, an event, a clock move).
     pub work: Arc<Notify>,
 }
 
 impl Runtime {
-    pub fn new(engine: Engine, store: Store) -> Self {
+    pub fn new(engine: Engine, store: Store, clock: Arc<dyn Clock>) -> Self {
         Runtime {
             engine,
             store,
+            clock,
             loaded: Arc::default(),
             work: Arc::new(Notify::new()),
         }
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
-        self.engine.clock()
+        &self.clock
     }
 
     pub fn now(&self) -> u64 {
-        self.engine.clock().now()
+        self.clock.now()
     }
 
     /// Validates, compiles and registers a component; new runs of its journey use it.

@@ -34,6 +34,11 @@ CREATE TABLE runs (
     due_at        INTEGER,
     -- the wake an event delivered, waiting to be resumed with (JSON)
     pending_wake  TEXT,
+    -- the instance at its last wait (zstd, see host/src/snapshot/encode.rs);
+    -- kept after a failure or an exit for inspection, dropped on completion
+    snapshot      BLOB,
+    -- random-u64 is derived from (seed, step, call): a re-run step sees the same values
+    seed          INTEGER NOT NULL,
     failure       TEXT,
     started_at    INTEGER NOT NULL,
     ceiling_at    INTEGER NOT NULL,
@@ -43,14 +48,6 @@ CREATE TABLE runs (
 CREATE INDEX runs_due ON runs(due_at) WHERE status IN ('active', 'waiting');
 CREATE INDEX runs_user_wait ON runs(user_id, wait_event) WHERE status = 'waiting';
 CREATE INDEX runs_journey ON runs(journey_id, status);
-
--- The latest snapshot of each suspended run.
-CREATE TABLE snapshots (
-    run_id   INTEGER PRIMARY KEY REFERENCES runs(id),
-    step     INTEGER NOT NULL,
-    bytes    BLOB NOT NULL,
-    taken_at INTEGER NOT NULL
-);
 
 -- Every value the host handed a step's imports, by call index.
 CREATE TABLE step_journal (

@@ -10,7 +10,6 @@
 //! - throughput: journey steps per second with group commit;
 //! - instantiate + restore, instrumentation route vs the guest_debug route.
 
-use cairn::clock::ManualClock;
 use cairn::durable::StepEnv;
 use cairn::engine::step::Wake;
 use cairn::engine::{Engine, EngineConfig, Session, StepCall};
@@ -48,7 +47,9 @@ fn env(step: u32) -> StepEnv {
         step,
         user_id: "bench".into(),
         started_at: T0,
-        ceiling_at: T0 + 3650 * DAY,
+        ceiling_at: T0 + 365 * DAY,
+        now: T0 + u64::from(step) * MINUTE,
+        seed: 1,
     }
 }
 
@@ -171,10 +172,17 @@ async fn resume_latency_and_history() {
     let mut round_trip = Vec::new();
     for _ in 0..500 {
         let t = Instant::now();
-        host.runtime.store.due_runs(host.clock.now_ms(), 1).await.unwrap();
+        host.runtime
+            .store
+            .due_runs(host.clock.now_ms(), 1)
+            .await
+            .unwrap();
         claim.push(t.elapsed());
         let t = Instant::now();
-        sqlx::query("SELECT 1").execute(host.runtime.store.pool()).await.unwrap();
+        sqlx::query("SELECT 1")
+            .execute(host.runtime.store.pool())
+            .await
+            .unwrap();
         round_trip.push(t.elapsed());
     }
     let (claim, round_trip) = (Stats::of(claim), Stats::of(round_trip));
@@ -182,7 +190,10 @@ async fn resume_latency_and_history() {
         "  database p50: due-runs query {}  one round trip (SELECT 1) {}  -> commit ~{}",
         us(claim.p50()),
         us(round_trip.p50()),
-        us(all.p50().saturating_sub(engine_only.p50()).saturating_sub(claim.p50()))
+        us(all
+            .p50()
+            .saturating_sub(engine_only.p50())
+            .saturating_sub(claim.p50()))
     );
 
     // Where the engine's time goes.
@@ -215,14 +226,51 @@ async fn resume_latency_and_history() {
         loaded.pristine_bytes() / 1024
     );
 
-    println!("\n== resume cost in history length (same run, same ticks as above)");
-    let early = Stats::of(ticks[1..51].to_vec());
-    let late = Stats::of(ticks[1000..1050].to_vec());
+    println!("\n== resume cost in history length (engine only, alternating in one loop)");
+    // Snapshots of one looper run at step 1 and at step 1000.
+    let mut at_step = Vec::new();
+    let mut snap = None;
+    for step in 0..=1000u32 {
+        let call = if step == 0 {
+            StepCall::Start {
+                input: r#"{"n":1000000}"#.into(),
+            }
+        } else {
+            StepCall::Resume(Wake::TimerFired)
+        };
+        let out = Session::run_step(&engine, &loaded, env(step), snap.as_deref(), call).unwrap();
+        snap = out.snapshot;
+        if step == 1 || step == 1000 {
+            at_step.push((step, snap.clone().unwrap()));
+        }
+    }
+    let (mut early, mut late) = (Vec::new(), Vec::new());
+    for _ in 0..1000 {
+        for (step, snapshot) in &at_step {
+            let t = Instant::now();
+            Session::run_step(
+                &engine,
+                &loaded,
+                env(step + 1),
+                Some(snapshot),
+                StepCall::Resume(Wake::TimerFired),
+            )
+            .unwrap();
+            if *step == 1 {
+                early.push(t.elapsed())
+            } else {
+                late.push(t.elapsed())
+            }
+        }
+    }
+    let (early, late) = (Stats::of(early), Stats::of(late));
     println!(
-        "steps 2-51: p50 {}   steps 1001-1050: p50 {}   ratio {:.2}",
+        "resume at step 2: p50 {}   at step 1001: p50 {}   ratio {:.2} (snapshots {} B vs {} B)",
         us(early.p50()),
         us(late.p50()),
-        late.p50().as_secs_f64() / early.p50().as_secs_f64()
+        late.p50().as_secs_f64() / early.p50().as_secs_f64(),
+        at_step[0].1.len(),
+        at_step[1].1.len()
     );
     // A replay engine re-executes every earlier step to reach step k.
     for k in [1u32, 1000] {
@@ -242,9 +290,9 @@ async fn resume_latency_and_history() {
             samples.push(t.elapsed());
         }
         println!(
-            "replay to step {k:>4} (no database, no journal): p50 {}  vs snapshot resume {}",
+            "replay to step {k:>4} (no database, no journal): p50 {}  vs snapshot resume at step 1001 {}",
             us(Stats::of(samples).p50()),
-            us(engine_only.p50())
+            us(late.p50())
         );
     }
     println!();
@@ -252,8 +300,16 @@ async fn resume_latency_and_history() {
 
 async fn throughput() {
     println!("== throughput: journey steps/s with group commit (256 per transaction)");
+    for workers in [1, 2] {
+        throughput_with(workers).await;
+    }
+}
+
+async fn throughput_with(workers: usize) {
+    println!("-- {workers} step worker(s)");
     const RUNS: usize = 10_000;
-    let host = Host::new().await;
+    let mut host = Host::new().await;
+    host.scheduler = host.scheduler.clone().with_parallelism(workers);
     let journey = host.deploy("looper").await;
     let t = Instant::now();
     for i in 0..RUNS {
@@ -269,29 +325,43 @@ async fn throughput() {
     let start_secs = t.elapsed().as_secs_f64();
     host.clock.advance(MINUTE);
     let t = Instant::now();
-    let resumed = host.drain().await;
+    let mut resumed = 0;
+    let (mut claim, mut execute, mut commit) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    loop {
+        let report = host.scheduler.tick(host.clock.now_ms()).await.unwrap();
+        if report.committed == 0 {
+            break;
+        }
+        resumed += report.committed;
+        claim += report.claim;
+        execute += report.execute;
+        commit += report.commit;
+    }
     let resume_secs = t.elapsed().as_secs_f64();
+    let per_step = |d: Duration| us(d / resumed as u32);
     assert_eq!((started, resumed), (RUNS, RUNS));
     println!(
-        "{RUNS} runs created in {:.2} s; first steps {:.0}/s; resume steps {:.0}/s (target >= 10,000/s)\n",
+        "{RUNS} runs created in {:.2} s; first steps {:.0}/s; resume steps {:.0}/s (target >= 10,000/s)",
         created.as_secs_f64(),
         started as f64 / start_secs,
         resumed as f64 / resume_secs
+    );
+    println!(
+        "  per resume step: claim {}  execute {} (on all cores)  commit {}\n",
+        per_step(claim),
+        per_step(execute),
+        per_step(commit)
     );
 }
 
 fn instantiate_and_restore() {
     println!("== instantiate + restore: instrumentation route vs guest_debug route");
-    let clock = ManualClock::new(T0);
     let make = |guest_debug| {
-        Engine::new(
-            EngineConfig {
-                guest_debug,
-                max_instances: 16,
-                ..EngineConfig::default()
-            },
-            clock.clone(),
-        )
+        Engine::new(EngineConfig {
+            guest_debug,
+            max_instances: 16,
+            ..EngineConfig::default()
+        })
         .unwrap()
     };
     let (fast, debug) = (make(false), make(true));

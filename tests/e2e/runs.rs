@@ -94,7 +94,8 @@ async fn a_step_that_crashed_before_commit_reruns_without_a_second_outbox_row() 
     assert_eq!(after.status, RunStatus::Waiting);
     let outbox = host.runtime.store.outbox(Some(run.id)).await.unwrap();
     assert_eq!(outbox.len(), 1, "the welcome email is queued exactly once");
-    assert_eq!(outbox[0].key, format!("{}:0:0", run.id));
+    // Keyed by (run, step, call): the welcome email is call 1 of step 0, after the A/B draw.
+    assert_eq!(outbox[0].key, format!("{}:0:1", run.id));
 
     // A stale commit of the same step (a second worker) is refused by the guard.
     let stale = StepCommit {
@@ -144,6 +145,8 @@ async fn an_event_that_arrives_while_the_registering_step_runs_is_delivered() {
         user_id: "ada".into(),
         started_at: run.started_at,
         ceiling_at: run.ceiling_at,
+        now: cairn_tests::T0 + DAY,
+        seed: run.seed,
     };
     let outcome = cairn::engine::Session::run_step(
         &host.runtime.engine,

@@ -1,16 +1,12 @@
 //! Deploy refuses what cannot run safely, with a message naming the problem.
 
-use cairn::clock::ManualClock;
 use cairn::engine::{Engine, EngineConfig};
 
 fn engine() -> Engine {
-    Engine::new(
-        EngineConfig {
-            max_instances: 4,
-            ..EngineConfig::default()
-        },
-        ManualClock::new(0),
-    )
+    Engine::new(EngineConfig {
+        max_instances: 4,
+        ..EngineConfig::default()
+    })
     .unwrap()
 }
 

@@ -44,17 +44,14 @@ impl Host {
     pub async fn new() -> Host {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(T0);
-        let engine = Engine::new(
-            EngineConfig {
-                max_instances: 32,
-                ..EngineConfig::default()
-            },
-            clock.clone(),
-        )
+        let engine = Engine::new(EngineConfig {
+            max_instances: 32,
+            ..EngineConfig::default()
+        })
         .unwrap();
         let url = format!("sqlite://{}", dir.path().join("cairn.db").display());
         let store = Store::open(&url).await.unwrap();
-        let runtime = Runtime::new(engine, store);
+        let runtime = Runtime::new(engine, store, clock.clone());
         let scheduler = Scheduler::new(runtime.clone());
         Host {
             clock,

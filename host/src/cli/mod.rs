@@ -112,17 +112,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(c) => c.clone(),
         None => Arc::new(SystemClock),
     };
-    let engine = Engine::new(
-        EngineConfig {
-            cache_dir: Some(args.cache_dir.clone()),
-            ..EngineConfig::default()
-        },
-        clock,
-    )?;
+    let engine = Engine::new(EngineConfig {
+        cache_dir: Some(args.cache_dir.clone()),
+        ..EngineConfig::default()
+    })?;
     let store = Store::open(&args.db)
         .await
         .with_context(|| format!("opening {}", args.db))?;
-    let runtime = Runtime::new(engine, store);
+    let runtime = Runtime::new(engine, store, clock);
     if let Some(dir) = &args.journeys {
         deploy_dir(&runtime, dir).await?;
     }

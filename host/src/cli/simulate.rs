@@ -94,9 +94,9 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
 
     let start = SystemClock.now() / 1000 * 1000;
     let clock = ManualClock::new(start);
-    let engine = Engine::new(EngineConfig::default(), clock.clone())?;
+    let engine = Engine::new(EngineConfig::default())?;
     let store = Store::open("sqlite::memory:").await?;
-    let runtime = Runtime::new(engine, store);
+    let runtime = Runtime::new(engine, store, clock.clone());
     let bytes = std::fs::read(&args.component)
         .with_context(|| format!("reading {}", args.component.display()))?;
     let deployed = runtime.deploy(bytes).await?;

@@ -8,12 +8,7 @@ impl wit::Host for StepState {}
 
 impl StepState {
     /// Registers the step's wait after checking it against the ceiling.
-    fn register(
-        &mut self,
-        call: u32,
-        kind: WaitKind,
-        deadline: u64,
-    ) -> Result<u32, wit::WaitError> {
+    fn register(&mut self, kind: WaitKind, deadline: u64) -> Result<u32, wit::WaitError> {
         if let Some(wait) = &self.record.wait {
             return Err(wit::WaitError::AlreadyWaiting(wait.id));
         }
@@ -25,18 +20,14 @@ impl StepState {
         }
         // One wait per step, so the step number makes the id unique within the run.
         let id = self.env.step + 1;
-        let wait = Wait {
+        // The wait is recorded on the run and in its timeline, and its id is
+        // derived: it needs no journal entry.
+        self.record.wait = Some(Wait {
             id,
             kind,
             deadline,
-            registered_at: self.clock.now(),
-        };
-        self.journal(
-            call,
-            "wait",
-            serde_json::to_value(&wait).unwrap_or_default(),
-        );
-        self.record.wait = Some(wait);
+            registered_at: self.env.now,
+        });
         Ok(id)
     }
 
@@ -73,14 +64,14 @@ fn channel_name(channel: wit::Channel) -> &'static str {
 
 impl durable::Host for StepState {
     fn sleep(&mut self, duration: u64) -> wasmtime::Result<Result<u32, wit::WaitError>> {
-        let call = self.call_index();
-        let deadline = self.clock.now().saturating_add(duration);
-        Ok(self.register(call, WaitKind::Timer, deadline))
+        self.call_index();
+        let deadline = self.env.now.saturating_add(duration);
+        Ok(self.register(WaitKind::Timer, deadline))
     }
 
     fn sleep_until(&mut self, at: u64) -> wasmtime::Result<Result<u32, wit::WaitError>> {
-        let call = self.call_index();
-        Ok(self.register(call, WaitKind::Timer, at))
+        self.call_index();
+        Ok(self.register(WaitKind::Timer, at))
     }
 
     fn wait_for_event(
@@ -89,7 +80,7 @@ impl durable::Host for StepState {
         timeout: u64,
         filter: Vec<wit::Condition>,
     ) -> wasmtime::Result<Result<u32, wit::WaitError>> {
-        let call = self.call_index();
+        self.call_index();
         if name.trim().is_empty() {
             return Ok(Err(wit::WaitError::Invalid(
                 "the event name is empty".into(),
@@ -115,12 +106,12 @@ impl durable::Host for StepState {
                 value,
             });
         }
-        let deadline = self.clock.now().saturating_add(timeout);
+        let deadline = self.env.now.saturating_add(timeout);
         let kind = WaitKind::Event {
             name,
             filter: conditions,
         };
-        Ok(self.register(call, kind, deadline))
+        Ok(self.register(kind, deadline))
     }
 
     fn checkpoint(&mut self, label: String) -> wasmtime::Result<()> {
@@ -199,7 +190,7 @@ impl durable::Host for StepState {
 
     fn now(&mut self) -> wasmtime::Result<u64> {
         let call = self.call_index();
-        let now = self.clock.now();
+        let now = self.env.now;
         self.journal(call, "now", json!(now));
         Ok(now)
     }
@@ -223,8 +214,7 @@ impl durable::Host for StepState {
 
     fn random_u64(&mut self) -> wasmtime::Result<u64> {
         let call = self.call_index();
-        let value = getrandom::u64()
-            .map_err(|e| wasmtime::Error::msg(format!("the host has no randomness: {e}")))?;
+        let value = derive_random(self.env.seed, self.env.step, call);
         self.journal(call, "random-u64", json!(value));
         Ok(value)
     }
@@ -234,6 +224,16 @@ impl durable::Host for StepState {
         self.record.panic = Some(truncate(message, self.limits.max_text_bytes));
         Ok(())
     }
+}
+
+/// A random value determined by (seed, step, call): SplitMix64's finalizer
+/// over the seed offset by the position, so every call of every step differs.
+fn derive_random(seed: u64, step: u32, call: u32) -> u64 {
+    let position = (u64::from(step) << 32) | u64::from(call);
+    let mut z = seed.wrapping_add(position.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 fn truncate(mut text: String, max: usize) -> String {
@@ -246,4 +246,20 @@ fn truncate(mut text: String, max: usize) -> String {
         text.push('…');
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::derive_random;
+    use std::collections::HashSet;
+
+    #[test]
+    fn derived_randoms_repeat_for_the_same_position_and_differ_elsewhere() {
+        assert_eq!(derive_random(42, 3, 1), derive_random(42, 3, 1));
+        let values: HashSet<u64> = (0..50)
+            .flat_map(|step| (0..50).map(move |call| derive_random(42, step, call)))
+            .chain((0..50).map(|call| derive_random(43, 0, call)))
+            .collect();
+        assert_eq!(values.len(), 2550);
+    }
 }

@@ -7,6 +7,12 @@
 //! it with the step's outcome, and the store commits it in one transaction
 //! with the snapshot, so a step either happened completely or not at all.
 //!
+//! Every value a step receives is a function of (run, step, call index):
+//! `now` is the step's logical time, `random-u64` is derived from the run's
+//! seed, a send's receipt key is `run:step:call`. A step re-run after a crash
+//! therefore sees exactly what the lost attempt saw, without anything being
+//! written before the step commits; the journal records those values for audit.
+//!
 //! When a journey should use which wait:
 //! - `sleep(d)`: a relative delay ("a day after signing up");
 //! - `sleep-until(t)`: a calendar deadline ("when the trial ends");
@@ -24,12 +30,11 @@ mod limits;
 pub use condition::all_match;
 pub use limits::{Limits, StepLimiter};
 
-use crate::clock::{Clock, Millis};
+use crate::clock::Millis;
 use crate::engine::bindings::cairn::journey::types as wit;
 use crate::snapshot::ScanBuffer;
 use crate::snapshot::capture::HasScan;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 
 /// Who and where a step runs: fixed for the whole step.
 #[derive(Debug, Clone)]
@@ -42,6 +47,11 @@ pub struct StepEnv {
     pub started_at: Millis,
     /// The latest instant any wait may end: `started_at + execution ceiling`.
     pub ceiling_at: Millis,
+    /// The step's logical time: when its wait came due (or the run was
+    /// created). `now()` returns it and relative waits count from it.
+    pub now: Millis,
+    /// The run's random seed: `random-u64` is a function of (seed, step, call).
+    pub seed: u64,
 }
 
 /// A property condition on an event, as stored with a wait.
@@ -119,7 +129,6 @@ pub struct StepRecord {
 /// The store data of one step.
 pub struct StepState {
     pub env: StepEnv,
-    clock: Arc<dyn Clock>,
     limits: Limits,
     pub(crate) limiter: StepLimiter,
     calls: u32,
@@ -128,10 +137,9 @@ pub struct StepState {
 }
 
 impl StepState {
-    pub fn new(env: StepEnv, clock: Arc<dyn Clock>, limits: Limits) -> Self {
+    pub fn new(env: StepEnv, limits: Limits) -> Self {
         StepState {
             env,
-            clock,
             limiter: StepLimiter::new(&limits),
             limits,
             calls: 0,
@@ -166,8 +174,7 @@ impl StepState {
     }
 
     fn effect(&mut self, effect: Effect) {
-        let now = self.clock.now();
-        self.record.effects.push((now, effect));
+        self.record.effects.push((self.env.now, effect));
     }
 }
 

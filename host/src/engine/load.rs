@@ -97,6 +97,8 @@ impl Engine {
             user_id: String::new(),
             started_at: 0,
             ceiling_at: 0,
+            now: 0,
+            seed: 0,
         };
         let fresh = || -> Result<(Store<StepState>, wasmtime::component::Instance), DeployError> {
             let mut store = self.new_store(env.clone());
@@ -166,7 +168,7 @@ impl Engine {
     }
 
     pub(crate) fn new_store(&self, env: StepEnv) -> Store<StepState> {
-        let state = StepState::new(env, self.clock.clone(), self.config.limits.clone());
+        let state = StepState::new(env, self.config.limits.clone());
         let mut store = Store::new(&self.inner, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(self.step_deadline_ticks());

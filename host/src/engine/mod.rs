@@ -19,7 +19,6 @@ pub use load::{DeployError, LoadedJourney};
 pub use meta::{EntryLimit, EventRule, JourneyMeta};
 pub use step::{Session, StepCall, StepOutcome, StepResult};
 
-use crate::clock::Clock;
 use crate::durable::{Limits, StepState};
 use crate::snapshot::capture::HasScan;
 use std::path::PathBuf;
@@ -72,7 +71,6 @@ pub struct Engine {
     inner: wasmtime::Engine,
     linker: Arc<Linker<StepState>>,
     config: Arc<EngineConfig>,
-    clock: Arc<dyn Clock>,
 }
 
 impl Engine {
@@ -80,7 +78,7 @@ impl Engine {
     ///
     /// # Errors
     /// [`EngineError`] if wasmtime rejects the configuration (e.g. the pool cannot be reserved).
-    pub fn new(config: EngineConfig, clock: Arc<dyn Clock>) -> Result<Self, EngineError> {
+    pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
         let mut wasm = Config::new();
         wasm.epoch_interruption(true);
         if config.guest_debug {
@@ -126,16 +124,11 @@ impl Engine {
             inner,
             linker: Arc::new(linker),
             config: Arc::new(config),
-            clock,
         })
     }
 
     pub fn wasmtime(&self) -> &wasmtime::Engine {
         &self.inner
-    }
-
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
     }
 
     pub fn limits(&self) -> &Limits {

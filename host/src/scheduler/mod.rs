@@ -11,7 +11,7 @@ use crate::engine::{Engine, LoadedJourney, Session, StepCall, StepResult};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::store::{DueRun, RunRow, RunStatus, StepCommit, StepEnd, StoreError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Executes due steps. Defaults: 256 steps per tick, one worker per core.
 #[derive(Clone)]
@@ -21,13 +21,19 @@ pub struct Scheduler {
     parallelism: usize,
 }
 
-/// What one tick did.
+/// What one tick did, and where its time went.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TickReport {
     /// Steps executed and committed.
     pub committed: usize,
     /// Steps discarded because their run had moved on.
     pub discarded: usize,
+    /// Finding the due runs and loading their snapshots.
+    pub claim: Duration,
+    /// Running the steps (restore, call, snapshot).
+    pub execute: Duration,
+    /// The group commit.
+    pub commit: Duration,
 }
 
 impl Scheduler {
@@ -37,6 +43,12 @@ impl Scheduler {
             batch: 256,
             parallelism: std::thread::available_parallelism().map_or(2, usize::from),
         }
+    }
+
+    /// Blocking workers that execute a tick's steps (default: one per core).
+    pub fn with_parallelism(mut self, workers: usize) -> Self {
+        self.parallelism = workers.max(1);
+        self
     }
 
     /// Steps per tick (and per group commit).
@@ -50,10 +62,13 @@ impl Scheduler {
     /// # Errors
     /// A database failure; no step of the tick was committed and all stay due.
     pub async fn tick(&self, now: u64) -> Result<TickReport, StoreError> {
+        let started = Instant::now();
         let (due, watermark) = self.runtime.store.due_runs(now, self.batch).await?;
         if due.is_empty() {
             return Ok(TickReport::default());
         }
+        let claim = started.elapsed();
+        let started = Instant::now();
         let mut work = Vec::with_capacity(due.len());
         for run in due {
             let journey = self.runtime.journey(&run.run.version).await;
@@ -77,11 +92,16 @@ impl Scheduler {
         for handle in handles {
             commits.extend(handle.await.expect("a step worker panicked"));
         }
+        let execute = started.elapsed();
+        let started = Instant::now();
         let applied = self.runtime.store.commit_steps(&commits).await?;
         let committed = applied.iter().filter(|a| **a).count();
         Ok(TickReport {
             committed,
             discarded: applied.len() - committed,
+            claim,
+            execute,
+            commit: started.elapsed(),
         })
     }
 
@@ -158,6 +178,9 @@ fn execute(
         user_id: run.user_id.clone(),
         started_at: run.started_at,
         ceiling_at: run.ceiling_at,
+        // The step's logical time: when it came due, not when a worker got to it.
+        now: run.due_at.unwrap_or(now),
+        seed: run.seed,
     };
     let (end, record) = match journey {
         Ok(journey) => {

@@ -5,8 +5,8 @@
 //!    run whose status and step are still what the step started from; the
 //!    others (exited meanwhile, or committed by another worker) are discarded
 //!    with all their effects.
-//! 2. Multi-row inserts write the applied steps' timeline, outbox, journal
-//!    and snapshots.
+//!    The same statement stores each waiting run's snapshot on its row.
+//! 2. Multi-row inserts write the applied steps' timeline, outbox and journal.
 //! 3. A new event wait looks back for events stored since its step began.
 
 use super::StoreError;
@@ -52,30 +52,6 @@ pub(super) async fn commit_steps(
     for chunk in journal.chunks(ROWS_PER_STATEMENT) {
         insert_journal(tx, chunk).await?;
     }
-    let snapshots: Vec<(&StepCommit, &Vec<u8>)> = applied
-        .iter()
-        .filter_map(|c| match &c.end {
-            StepEnd::Waiting { snapshot, .. } => Some((*c, snapshot)),
-            _ => None,
-        })
-        .collect();
-    for chunk in snapshots.chunks(ROWS_PER_STATEMENT) {
-        upsert_snapshots(tx, chunk).await?;
-    }
-    let completed: Vec<i64> = applied
-        .iter()
-        .filter(|c| matches!(c.end, StepEnd::Completed))
-        .map(|c| c.run_id)
-        .collect();
-    for chunk in completed.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM snapshots WHERE run_id IN (");
-        let mut ids = q.separated(", ");
-        for id in chunk {
-            ids.push_bind(*id);
-        }
-        q.push(")");
-        q.build().execute(&mut **tx).await?;
-    }
     for c in &applied {
         if let StepEnd::Waiting { wait, .. } = &c.end
             && let WaitKind::Event { name, filter } = &wait.kind
@@ -92,8 +68,8 @@ pub(super) async fn commit_steps(
 /// The guarded transition of every run in `chunk`; the ids that moved.
 async fn update_runs(tx: &mut Tx<'_>, chunk: &[StepCommit]) -> Result<Vec<i64>, StoreError> {
     let mut q = QueryBuilder::<Sqlite>::new(
-        "WITH v(id, status, step, checkpoint, wait, wait_event, due_at, failure, updated_at, ended_at, \
-         expected_status, expected_step) AS (",
+        "WITH v(id, status, step, checkpoint, wait, wait_event, due_at, snapshot, failure, updated_at, \
+         ended_at, expected_status, expected_step) AS (",
     );
     q.push_values(chunk, |mut row, c| {
         let checkpoint = c.record.effects.iter().rev().find_map(|(_, e)| match e {
@@ -136,6 +112,10 @@ async fn update_runs(tx: &mut Tx<'_>, chunk: &[StepCommit]) -> Result<Vec<i64>, 
             .push_bind(wait)
             .push_bind(wait_event)
             .push_bind(due_at)
+            .push_bind(match &c.end {
+                StepEnd::Waiting { snapshot, .. } => Some(snapshot.as_slice()),
+                _ => None,
+            })
             .push_bind(failure)
             .push_bind(c.now as i64)
             .push_bind(ended_at)
@@ -145,6 +125,7 @@ async fn update_runs(tx: &mut Tx<'_>, chunk: &[StepCommit]) -> Result<Vec<i64>, 
     q.push(
         ") UPDATE runs SET status = v.status, step = v.step, checkpoint = COALESCE(v.checkpoint, runs.checkpoint), \
          wait = v.wait, wait_event = v.wait_event, due_at = v.due_at, pending_wake = NULL, failure = v.failure, \
+         snapshot = CASE v.status WHEN 'waiting' THEN v.snapshot WHEN 'completed' THEN NULL ELSE runs.snapshot END, \
          updated_at = v.updated_at, ended_at = v.ended_at \
          FROM v WHERE runs.id = v.id AND runs.status = v.expected_status AND runs.step = v.expected_step \
          RETURNING runs.id",
@@ -241,25 +222,6 @@ async fn insert_journal(
             .push_bind(&j.import)
             .push_bind(j.value.to_string());
     });
-    q.build().execute(&mut **tx).await?;
-    Ok(())
-}
-
-async fn upsert_snapshots(
-    tx: &mut Tx<'_>,
-    rows: &[(&StepCommit, &Vec<u8>)],
-) -> Result<(), StoreError> {
-    let mut q =
-        QueryBuilder::<Sqlite>::new("INSERT INTO snapshots (run_id, step, bytes, taken_at) ");
-    q.push_values(rows, |mut b, (c, bytes)| {
-        b.push_bind(c.run_id)
-            .push_bind(c.expected_step + 1)
-            .push_bind(bytes.as_slice())
-            .push_bind(c.now as i64);
-    });
-    q.push(
-        " ON CONFLICT(run_id) DO UPDATE SET step = excluded.step, bytes = excluded.bytes, taken_at = excluded.taken_at",
-    );
     q.build().execute(&mut **tx).await?;
     Ok(())
 }

@@ -22,7 +22,7 @@ pub struct Store {
 }
 
 const RUN_COLUMNS: &str = "id, journey_id, version, user_id, input, status, step, checkpoint, wait, \
-     due_at, pending_wake, failure, started_at, ceiling_at, updated_at, ended_at";
+     due_at, pending_wake, failure, seed, started_at, ceiling_at, updated_at, ended_at";
 
 impl Store {
     /// Opens (creating if needed) and migrates the database at `url`
@@ -171,16 +171,21 @@ impl Store {
         now: u64,
     ) -> Result<RunRow, StoreError> {
         let (version, ceiling) = self.active_version(journey_id).await?;
+        let seed = getrandom::u64().map_err(|e| StoreError::Corrupt {
+            what: "randomness",
+            why: format!("the operating system gave no random seed: {e}"),
+        })?;
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO runs (journey_id, version, user_id, input, status, step, due_at, started_at, ceiling_at, updated_at)
-             VALUES (?, ?, ?, ?, 'active', 0, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO runs (journey_id, version, user_id, input, status, step, due_at, seed, started_at, ceiling_at, updated_at)
+             VALUES (?, ?, ?, ?, 'active', 0, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(journey_id)
         .bind(&version)
         .bind(user_id)
         .bind(input)
         .bind(now as i64)
+        .bind(seed as i64)
         .bind(now as i64)
         .bind(now.saturating_add(ceiling) as i64)
         .bind(now as i64)
@@ -241,18 +246,16 @@ impl Store {
     /// # Errors
     /// A database failure or a corrupt row.
     pub async fn due_runs(&self, now: u64, limit: u32) -> Result<(Vec<DueRun>, i64), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let watermark: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
-            .fetch_one(&mut *conn)
-            .await?;
+        // One round trip: the watermark rides along on every row.
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS}, (SELECT bytes FROM snapshots s WHERE s.run_id = runs.id) AS snapshot
+            "SELECT {RUN_COLUMNS}, snapshot, (SELECT COALESCE(MAX(id), 0) FROM events) AS watermark
              FROM runs WHERE status IN ('active', 'waiting') AND due_at <= ? ORDER BY due_at, id LIMIT ?"
         )))
         .bind(now as i64)
         .bind(limit)
-        .fetch_all(&mut *conn)
+        .fetch_all(&self.pool)
         .await?;
+        let watermark = rows.first().map_or(0, |r| r.get("watermark"));
         let due = rows
             .iter()
             .map(|r| {
@@ -451,7 +454,8 @@ async fn timeline(
     Ok(())
 }
 
-/// Resolves a run's event wait with `event`, exactly once (the first event wins).
+/// Resolves a run's event wait with `event`, exactly once: the first event
+/// wins, and a wait whose deadline has passed has already timed out.
 pub(super) async fn deliver_event(
     tx: &mut Tx<'_>,
     run_id: i64,
@@ -461,13 +465,14 @@ pub(super) async fn deliver_event(
 ) -> Result<bool, StoreError> {
     let applied = sqlx::query(
         "UPDATE runs SET pending_wake = ?, due_at = ?, updated_at = ?
-         WHERE id = ? AND status = 'waiting' AND step = ? AND pending_wake IS NULL",
+         WHERE id = ? AND status = 'waiting' AND step = ? AND pending_wake IS NULL AND due_at > ?",
     )
     .bind(serde_json::to_string(event).expect("event serializes"))
     .bind(now as i64)
     .bind(now as i64)
     .bind(run_id)
     .bind(step)
+    .bind(now as i64)
     .execute(&mut **tx)
     .await?
     .rows_affected()
@@ -514,6 +519,7 @@ fn run_row(r: &SqliteRow) -> Result<RunRow, StoreError> {
             .transpose()
             .map_err(StoreError::corrupt("runs.pending_wake"))?,
         failure: r.get("failure"),
+        seed: r.get::<i64, _>("seed") as u64,
         started_at: r.get::<i64, _>("started_at") as u64,
         ceiling_at: r.get::<i64, _>("ceiling_at") as u64,
         updated_at: r.get::<i64, _>("updated_at") as u64,

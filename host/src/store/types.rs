@@ -88,6 +88,9 @@ pub struct RunRow {
     pub due_at: Option<u64>,
     pub pending_event: Option<PendingEvent>,
     pub failure: Option<String>,
+    /// The run's random seed (never shown: it would make randoms predictable).
+    #[serde(skip)]
+    pub seed: u64,
     pub started_at: u64,
     pub ceiling_at: u64,
     pub updated_at: u64,
@@ -120,7 +123,7 @@ pub struct StepCommit {
     pub record: StepRecord,
     /// What woke the step, for the timeline (`started`, `timer-fired`, `event:<name>`, `timed-out`).
     pub woken_by: String,
-    /// The highest event id when the step began: later events may satisfy the new wait.
+    /// The highest event id when the step was claimed: later events may satisfy the new wait.
     pub event_watermark: i64,
     pub now: u64,
 }

@@ -39,10 +39,12 @@ async fn run(ctx: Ctx, start: Start) -> Result<()> {
         tally: BTreeMap::new(),
     };
 
+    // An A/B test of the welcome subject line.
+    let variant = if ctx.random_u64() % 2 == 0 { "a" } else { "b" };
     ctx.send(
         Email::to("")
             .template("welcome")
-            .props(json!({ "name": name }).to_string())
+            .props(json!({ "name": name, "variant": variant }).to_string())
             .category("onboarding"),
     )?;
     memory.note(&ctx, "welcomed");
