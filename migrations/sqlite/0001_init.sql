@@ -49,15 +49,25 @@ CREATE INDEX runs_due ON runs(due_at) WHERE status IN ('active', 'waiting');
 CREATE INDEX runs_user_wait ON runs(user_id, wait_event) WHERE status = 'waiting';
 CREATE INDEX runs_journey ON runs(journey_id, status);
 
--- Every value the host handed a step's imports, by call index.
-CREATE TABLE step_journal (
-    run_id INTEGER NOT NULL,
-    step   INTEGER NOT NULL,
-    call   INTEGER NOT NULL,
-    import TEXT NOT NULL,
-    value  TEXT NOT NULL,
-    PRIMARY KEY (run_id, step, call)
-);
+-- One row per committed step: the run's history. A step commits once.
+CREATE TABLE steps (
+    run_id   INTEGER NOT NULL,
+    step     INTEGER NOT NULL,
+    -- the step's logical time (what now() returned)
+    at       INTEGER NOT NULL,
+    -- started | timer-fired | timed-out | event:<name>
+    woken_by TEXT NOT NULL,
+    -- the event that woke it, if any
+    event_id INTEGER,
+    -- checkpoints, sends and logs, in order (JSON)
+    effects  TEXT NOT NULL,
+    -- every value the host handed the step's imports, by call index (JSON)
+    journal  TEXT NOT NULL,
+    -- how it ended: {"kind": "wait", ...} | {"kind": "completed"} | {"kind": "failed", "reason"}
+    outcome  TEXT NOT NULL,
+    committed_at INTEGER NOT NULL,
+    PRIMARY KEY (run_id, step)
+) WITHOUT ROWID;
 
 CREATE TABLE outbox (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -84,13 +94,3 @@ CREATE TABLE events (
     idempotency_key TEXT UNIQUE
 );
 CREATE INDEX events_user_name ON events(user_id, name, id);
-
-CREATE TABLE timeline (
-    id     INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id INTEGER NOT NULL,
-    step   INTEGER NOT NULL,
-    at     INTEGER NOT NULL,
-    kind   TEXT NOT NULL,
-    detail TEXT NOT NULL
-);
-CREATE INDEX timeline_run ON timeline(run_id, id);

@@ -83,7 +83,7 @@ async fn a_step_that_crashed_before_commit_reruns_without_a_second_outbox_row() 
     let (due, watermark) = host
         .runtime
         .store
-        .due_runs(cairn_tests::T0, 10)
+        .due_runs(cairn_tests::T0, 10, &[])
         .await
         .unwrap();
     assert_eq!(due.len(), 1);
@@ -106,6 +106,8 @@ async fn a_step_that_crashed_before_commit_reruns_without_a_second_outbox_row() 
         end: StepEnd::Completed,
         record: Default::default(),
         woken_by: "started".into(),
+        event_id: None,
+        at: cairn_tests::T0,
         event_watermark: 0,
         now: cairn_tests::T0,
     };
@@ -126,7 +128,7 @@ async fn an_event_that_arrives_while_the_registering_step_runs_is_delivered() {
     let (due, watermark) = host
         .runtime
         .store
-        .due_runs(cairn_tests::T0 + DAY, 10)
+        .due_runs(cairn_tests::T0 + DAY, 10, &[])
         .await
         .unwrap();
     assert_eq!(due.len(), 1);
@@ -170,6 +172,8 @@ async fn an_event_that_arrives_while_the_registering_step_runs_is_delivered() {
         },
         record: outcome.record,
         woken_by: "timer-fired".into(),
+        event_id: None,
+        at: cairn_tests::T0 + DAY,
         event_watermark: watermark,
         now: cairn_tests::T0 + DAY,
     };

@@ -194,6 +194,17 @@ fn describe(detail: &Value, start: u64) -> String {
             until(),
             snapshot()
         ),
+        None if detail.get("by").is_some() => match detail["event_id"].as_i64() {
+            Some(id) => format!("by {} (event {id})", detail["by"].as_str().unwrap_or("?")),
+            None => format!("by {}", detail["by"].as_str().unwrap_or("?")),
+        },
+        None if detail.get("version").is_some() => format!(
+            "version {} with input {}",
+            detail["version"]
+                .as_str()
+                .map_or("?", |v| &v[..v.len().min(12)]),
+            detail["input"].as_str().unwrap_or("{}")
+        ),
         Some("checkpoint") => detail["label"].as_str().unwrap_or("").to_string(),
         Some("send") => format!(
             "{} ({})",

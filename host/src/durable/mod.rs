@@ -119,7 +119,8 @@ pub struct JournalEntry {
 /// Everything a step produced besides its result.
 #[derive(Debug, Clone, Default)]
 pub struct StepRecord {
-    pub effects: Vec<(Millis, Effect)>,
+    /// What the step did, in order (all at the step's logical time).
+    pub effects: Vec<Effect>,
     pub outbox: Vec<OutboxMessage>,
     pub journal: Vec<JournalEntry>,
     pub wait: Option<Wait>,
@@ -174,7 +175,7 @@ impl StepState {
     }
 
     fn effect(&mut self, effect: Effect) {
-        self.record.effects.push((self.env.now, effect));
+        self.record.effects.push(effect);
     }
 }
 

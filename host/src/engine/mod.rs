@@ -81,6 +81,15 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
         let mut wasm = Config::new();
         wasm.epoch_interruption(true);
+        // Explicit bounds checks instead of guard pages and signal handlers.
+        // A step is mostly instantiate + restore + snapshot, not guest code,
+        // and with guard pages a reused pool slot whose memory grew is
+        // re-protected on every instantiation: mprotect calls, TLB-shootdown
+        // IPIs and mmap-lock contention between step workers. Without them
+        // a slot keeps its high-water mark and steps make no memory syscalls.
+        wasm.signals_based_traps(false)
+            .memory_guard_size(0)
+            .guard_before_linear_memory(false);
         if config.guest_debug {
             wasm.guest_debug(true);
         } else {

@@ -1,15 +1,19 @@
-//! What runs next: [`Scheduler::tick`] executes every step that is due at a
-//! given time and group-commits them; [`Scheduler::run`] is the thin loop
-//! around it that sleeps until the next deadline or until new work arrives.
+//! What runs next: [`Scheduler::tick`] executes one batch of the steps due at
+//! a given time and group-commits them; [`Scheduler::drain`] does that until
+//! nothing is due, claiming and executing the next batch while the previous
+//! one commits; [`Scheduler::run`] is the thin loop around `drain` that sleeps
+//! until the next deadline or until new work arrives.
 //!
-//! Steps of one tick execute on one blocking worker per core (each step on
-//! a fresh instance restored from its snapshot) and commit in one transaction.
+//! A batch's steps execute on one blocking worker per core (each step on a
+//! fresh instance restored from its snapshot) and commit in one transaction.
+//! Every commit is guarded by the run's status and step, so a step whose run
+//! moved on meanwhile (an exit, another worker) is discarded.
 
 use crate::durable::{StepEnv, StepRecord, WaitKind};
 use crate::engine::step::Wake;
 use crate::engine::{Engine, LoadedJourney, Session, StepCall, StepResult};
 use crate::runtime::{Runtime, RuntimeError};
-use crate::store::{DueRun, RunRow, RunStatus, StepCommit, StepEnd, StoreError};
+use crate::store::{DueRun, RunStatus, StepCommit, StepEnd, StoreError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +23,12 @@ pub struct Scheduler {
     runtime: Runtime,
     batch: u32,
     parallelism: usize,
+}
+
+/// A claimed batch whose steps are executing.
+struct Batch {
+    runs: Vec<i64>,
+    execution: tokio::task::JoinHandle<Vec<StepCommit>>,
 }
 
 /// What one tick did, and where its time went.
@@ -63,12 +73,59 @@ impl Scheduler {
     /// A database failure; no step of the tick was committed and all stay due.
     pub async fn tick(&self, now: u64) -> Result<TickReport, StoreError> {
         let started = Instant::now();
-        let (due, watermark) = self.runtime.store.due_runs(now, self.batch).await?;
-        if due.is_empty() {
+        let Some(batch) = self.claim(now, &[]).await? else {
             return Ok(TickReport::default());
-        }
+        };
         let claim = started.elapsed();
         let started = Instant::now();
+        let commits = batch.execution.await.expect("a step worker panicked");
+        let execute = started.elapsed();
+        let mut report = self.commit(&commits).await?;
+        report.claim = claim;
+        report.execute = execute;
+        Ok(report)
+    }
+
+    /// Executes everything due at `now`, pipelined: the next batch is claimed
+    /// and executed while the previous one commits. Returns the steps committed.
+    ///
+    /// # Errors
+    /// A database failure; what was not committed stays due.
+    pub async fn drain(&self, now: u64) -> Result<usize, StoreError> {
+        let mut total = 0;
+        let Some(mut current) = self.claim(now, &[]).await? else {
+            return Ok(0);
+        };
+        loop {
+            let commits = current.execution.await.expect("a step worker panicked");
+            // Claim the next batch, excluding runs whose steps are not committed yet.
+            let next = self.claim(now, &current.runs).await?;
+            let report = self.commit(&commits).await?;
+            total += report.committed;
+            match next {
+                Some(batch) => current = batch,
+                None if report.committed + report.discarded == 0 => return Ok(total),
+                // Committing may have made more work due (an event found by look-back).
+                None => match self.claim(now, &[]).await? {
+                    Some(batch) => current = batch,
+                    None => return Ok(total),
+                },
+            }
+        }
+    }
+
+    /// Finds up to one batch of due runs (skipping `exclude`) and starts
+    /// executing them on the step workers.
+    async fn claim(&self, now: u64, exclude: &[i64]) -> Result<Option<Batch>, StoreError> {
+        let (due, watermark) = self
+            .runtime
+            .store
+            .due_runs(now, self.batch, exclude)
+            .await?;
+        if due.is_empty() {
+            return Ok(None);
+        }
+        let runs = due.iter().map(|d| d.run.id).collect();
         let mut work = Vec::with_capacity(due.len());
         for run in due {
             let journey = self.runtime.journey(&run.run.version).await;
@@ -88,46 +145,34 @@ impl Scheduler {
                     .collect::<Vec<_>>()
             }));
         }
-        let mut commits = Vec::new();
-        for handle in handles {
-            commits.extend(handle.await.expect("a step worker panicked"));
-        }
-        let execute = started.elapsed();
+        let execution = tokio::spawn(async move {
+            let mut commits = Vec::new();
+            for handle in handles {
+                commits.extend(handle.await.expect("a step worker panicked"));
+            }
+            commits
+        });
+        Ok(Some(Batch { runs, execution }))
+    }
+
+    async fn commit(&self, commits: &[StepCommit]) -> Result<TickReport, StoreError> {
         let started = Instant::now();
-        let applied = self.runtime.store.commit_steps(&commits).await?;
+        let applied = self.runtime.store.commit_steps(commits).await?;
         let committed = applied.iter().filter(|a| **a).count();
         Ok(TickReport {
             committed,
             discarded: applied.len() - committed,
-            claim,
-            execute,
             commit: started.elapsed(),
+            ..TickReport::default()
         })
-    }
-
-    /// Ticks until nothing more is due at `now`.
-    ///
-    /// # Errors
-    /// A database failure.
-    pub async fn drain(&self, now: u64) -> Result<usize, StoreError> {
-        let mut total = 0;
-        loop {
-            let report = self.tick(now).await?;
-            total += report.committed;
-            if report.committed + report.discarded == 0 {
-                return Ok(total);
-            }
-        }
     }
 
     /// Runs forever: ticks whenever work is due or arrives.
     pub async fn run(self) {
         loop {
             let now = self.runtime.now();
-            match self.tick(now).await {
-                Ok(report) if report.committed + report.discarded > 0 => continue,
-                Ok(_) => {}
-                Err(err) => tracing::error!("scheduler tick failed, retrying: {err}"),
+            if let Err(err) = self.drain(now).await {
+                tracing::error!("scheduler failed, retrying: {err}");
             }
             let wait = match self.runtime.store.next_due_at().await {
                 Ok(Some(at)) => {
@@ -172,14 +217,15 @@ fn execute(
             "timer-fired".to_string(),
         ),
     };
+    // The step's logical time: when it came due, not when a worker got to it.
+    let step_time = run.due_at.unwrap_or(now);
     let env = StepEnv {
         run_id: run.id,
         step: run.step,
         user_id: run.user_id.clone(),
         started_at: run.started_at,
         ceiling_at: run.ceiling_at,
-        // The step's logical time: when it came due, not when a worker got to it.
-        now: run.due_at.unwrap_or(now),
+        now: step_time,
         seed: run.seed,
     };
     let (end, record) = match journey {
@@ -214,26 +260,17 @@ fn execute(
         }
         end => end,
     };
-    commit(&run, end, record, woken_by, watermark, now)
-}
-
-fn commit(
-    run: &RunRow,
-    end: StepEnd,
-    record: StepRecord,
-    woken_by: String,
-    event_watermark: i64,
-    now: u64,
-) -> StepCommit {
     StepCommit {
         run_id: run.id,
-        user_id: run.user_id.clone(),
+        user_id: run.user_id,
         expected_status: run.status,
         expected_step: run.step,
         end,
         record,
         woken_by,
-        event_watermark,
+        event_id: run.pending_event.map(|e| e.event_id),
+        at: step_time,
+        event_watermark: watermark,
         now,
     }
 }

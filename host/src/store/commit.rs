@@ -6,7 +6,8 @@
 //!    others (exited meanwhile, or committed by another worker) are discarded
 //!    with all their effects.
 //!    The same statement stores each waiting run's snapshot on its row.
-//! 2. Multi-row inserts write the applied steps' timeline, outbox and journal.
+//! 2. Multi-row inserts write one `steps` row per applied step (woken by,
+//!    effects, journal, outcome) and the outbox rows.
 //! 3. A new event wait looks back for events stored since its step began.
 
 use super::StoreError;
@@ -34,9 +35,8 @@ pub(super) async fn commit_steps(
         .filter(|c| applied_ids.contains(&c.run_id))
         .collect();
 
-    let timeline: Vec<TimelineRow> = applied.iter().flat_map(|c| timeline_rows(c)).collect();
-    for chunk in timeline.chunks(ROWS_PER_STATEMENT) {
-        insert_timeline(tx, chunk).await?;
+    for chunk in applied.chunks(ROWS_PER_STATEMENT) {
+        insert_steps(tx, chunk).await?;
     }
     let outbox: Vec<(&StepCommit, &crate::durable::OutboxMessage)> = applied
         .iter()
@@ -44,13 +44,6 @@ pub(super) async fn commit_steps(
         .collect();
     for chunk in outbox.chunks(ROWS_PER_STATEMENT) {
         insert_outbox(tx, chunk).await?;
-    }
-    let journal: Vec<(&StepCommit, &crate::durable::JournalEntry)> = applied
-        .iter()
-        .flat_map(|c| c.record.journal.iter().map(move |j| (*c, j)))
-        .collect();
-    for chunk in journal.chunks(ROWS_PER_STATEMENT) {
-        insert_journal(tx, chunk).await?;
     }
     for c in &applied {
         if let StepEnd::Waiting { wait, .. } = &c.end
@@ -72,7 +65,7 @@ async fn update_runs(tx: &mut Tx<'_>, chunk: &[StepCommit]) -> Result<Vec<i64>, 
          ended_at, expected_status, expected_step) AS (",
     );
     q.push_values(chunk, |mut row, c| {
-        let checkpoint = c.record.effects.iter().rev().find_map(|(_, e)| match e {
+        let checkpoint = c.record.effects.iter().rev().find_map(|e| match e {
             Effect::Checkpoint { label } => Some(label.clone()),
             _ => None,
         });
@@ -134,51 +127,30 @@ async fn update_runs(tx: &mut Tx<'_>, chunk: &[StepCommit]) -> Result<Vec<i64>, 
     Ok(rows.iter().map(|r| r.get::<i64, _>(0)).collect())
 }
 
-struct TimelineRow {
-    run_id: i64,
-    step: u32,
-    at: u64,
-    kind: String,
-    detail: String,
-}
-
-/// What a step adds to its run's timeline: what woke it, its effects, how it ended.
-fn timeline_rows(c: &StepCommit) -> Vec<TimelineRow> {
-    let row = |at: u64, kind: &str, detail: Value| TimelineRow {
-        run_id: c.run_id,
-        step: c.expected_step,
-        at,
-        kind: kind.to_string(),
-        detail: detail.to_string(),
-    };
-    let mut rows = Vec::with_capacity(c.record.effects.len() + 2);
-    rows.push(row(c.now, "woke", json!({ "by": c.woken_by })));
-    for (at, effect) in &c.record.effects {
-        let detail = serde_json::to_value(effect).expect("an effect serializes");
-        let kind = detail["kind"].as_str().unwrap_or("effect").to_string();
-        rows.push(row(*at, &kind, detail));
-    }
-    rows.push(match &c.end {
-        StepEnd::Waiting { wait, snapshot } => {
-            let mut detail = serde_json::to_value(wait).expect("a wait serializes");
-            detail["snapshot_bytes"] = json!(snapshot.len());
-            row(c.now, "wait", detail)
-        }
-        StepEnd::Completed => row(c.now, "completed", json!({})),
-        StepEnd::Failed(reason) => row(c.now, "failed", json!({ "reason": reason })),
-    });
-    rows
-}
-
-async fn insert_timeline(tx: &mut Tx<'_>, rows: &[TimelineRow]) -> Result<(), StoreError> {
-    let mut q =
-        QueryBuilder::<Sqlite>::new("INSERT INTO timeline (run_id, step, at, kind, detail) ");
-    q.push_values(rows, |mut b, r| {
-        b.push_bind(r.run_id)
-            .push_bind(r.step)
-            .push_bind(r.at as i64)
-            .push_bind(&r.kind)
-            .push_bind(&r.detail);
+/// One `steps` row per applied step: what woke it, its effects and journal, how it ended.
+async fn insert_steps(tx: &mut Tx<'_>, applied: &[&StepCommit]) -> Result<(), StoreError> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO steps (run_id, step, at, woken_by, event_id, effects, journal, outcome, committed_at) ",
+    );
+    q.push_values(applied, |mut b, c| {
+        let outcome = match &c.end {
+            StepEnd::Waiting { wait, snapshot } => {
+                let mut detail = serde_json::to_value(wait).expect("a wait serializes");
+                detail["snapshot_bytes"] = json!(snapshot.len());
+                json!({ "kind": "wait", "detail": detail })
+            }
+            StepEnd::Completed => json!({ "kind": "completed", "detail": {} }),
+            StepEnd::Failed(reason) => json!({ "kind": "failed", "detail": { "reason": reason } }),
+        };
+        b.push_bind(c.run_id)
+            .push_bind(c.expected_step)
+            .push_bind(c.at as i64)
+            .push_bind(&c.woken_by)
+            .push_bind(c.event_id)
+            .push_bind(serde_json::to_string(&c.record.effects).expect("effects serialize"))
+            .push_bind(serde_json::to_string(&c.record.journal).expect("a journal serializes"))
+            .push_bind(outcome.to_string())
+            .push_bind(c.now as i64);
     });
     q.build().execute(&mut **tx).await?;
     Ok(())
@@ -204,24 +176,6 @@ async fn insert_outbox(
     });
     // The key is (run, step, call) or the journey's label: a send is queued once.
     q.push(" ON CONFLICT(key) DO NOTHING");
-    q.build().execute(&mut **tx).await?;
-    Ok(())
-}
-
-async fn insert_journal(
-    tx: &mut Tx<'_>,
-    rows: &[(&StepCommit, &crate::durable::JournalEntry)],
-) -> Result<(), StoreError> {
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT OR REPLACE INTO step_journal (run_id, step, call, import, value) ",
-    );
-    q.push_values(rows, |mut b, (c, j)| {
-        b.push_bind(c.run_id)
-            .push_bind(c.expected_step)
-            .push_bind(j.call)
-            .push_bind(&j.import)
-            .push_bind(j.value.to_string());
-    });
     q.build().execute(&mut **tx).await?;
     Ok(())
 }

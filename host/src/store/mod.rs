@@ -12,6 +12,7 @@
 
 mod commit;
 mod sqlite;
+mod timeline;
 mod types;
 
 pub use sqlite::Store;
@@ -30,6 +31,9 @@ pub enum StoreError {
     Corrupt { what: &'static str, why: String },
     #[error("unknown journey {0:?}")]
     UnknownJourney(String),
+    /// The operating system gave no random seed for a new run.
+    #[error("no randomness for the run's seed: {0}")]
+    NoRandomness(String),
 }
 
 impl StoreError {

@@ -4,7 +4,7 @@
 use super::StoreError;
 use super::types::*;
 use crate::durable::{Wait, WaitKind, all_match};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -171,15 +171,11 @@ impl Store {
         now: u64,
     ) -> Result<RunRow, StoreError> {
         let (version, ceiling) = self.active_version(journey_id).await?;
-        let seed = getrandom::u64().map_err(|e| StoreError::Corrupt {
-            what: "randomness",
-            why: format!("the operating system gave no random seed: {e}"),
-        })?;
-        let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO runs (journey_id, version, user_id, input, status, step, due_at, seed, started_at, ceiling_at, updated_at)
-             VALUES (?, ?, ?, ?, 'active', 0, ?, ?, ?, ?, ?) RETURNING id",
-        )
+        let seed = getrandom::u64().map_err(|e| StoreError::NoRandomness(e.to_string()))?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO runs (journey_id, version, user_id, input, status, step, due_at, seed, started_at,
+             ceiling_at, updated_at) VALUES (?, ?, ?, ?, 'active', 0, ?, ?, ?, ?, ?) RETURNING {RUN_COLUMNS}"
+        )))
         .bind(journey_id)
         .bind(&version)
         .bind(user_id)
@@ -189,22 +185,9 @@ impl Store {
         .bind(now as i64)
         .bind(now.saturating_add(ceiling) as i64)
         .bind(now as i64)
-        .fetch_one(&mut *tx)
+        .fetch_one(&self.pool)
         .await?;
-        timeline(
-            &mut tx,
-            id,
-            0,
-            now,
-            "entered",
-            json!({ "version": version, "input": input }),
-        )
-        .await?;
-        tx.commit().await?;
-        self.run(id).await?.ok_or(StoreError::Corrupt {
-            what: "runs",
-            why: "a run vanished after insert".into(),
-        })
+        run_row(&row)
     }
 
     /// One run.
@@ -240,18 +223,26 @@ impl Store {
         rows.iter().map(run_row).collect()
     }
 
-    /// Runs whose next step is due at `now`, oldest first, with their snapshots,
-    /// and the highest event id at this moment.
+    /// Runs whose next step is due at `now`, oldest first, except `exclude`,
+    /// with their snapshots, and the highest event id at this moment.
     ///
     /// # Errors
     /// A database failure or a corrupt row.
-    pub async fn due_runs(&self, now: u64, limit: u32) -> Result<(Vec<DueRun>, i64), StoreError> {
-        // One round trip: the watermark rides along on every row.
+    pub async fn due_runs(
+        &self,
+        now: u64,
+        limit: u32,
+        exclude: &[i64],
+    ) -> Result<(Vec<DueRun>, i64), StoreError> {
+        // One round trip: the watermark rides along on every row. Excluded
+        // ids (steps still executing) are passed as one JSON array.
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {RUN_COLUMNS}, snapshot, (SELECT COALESCE(MAX(id), 0) FROM events) AS watermark
-             FROM runs WHERE status IN ('active', 'waiting') AND due_at <= ? ORDER BY due_at, id LIMIT ?"
+             FROM runs WHERE status IN ('active', 'waiting') AND due_at <= ?
+             AND id NOT IN (SELECT value FROM json_each(?)) ORDER BY due_at, id LIMIT ?"
         )))
         .bind(now as i64)
+        .bind(serde_json::to_string(exclude).expect("ids serialize"))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -372,29 +363,6 @@ impl Store {
         })
     }
 
-    /// A run's timeline, oldest first.
-    ///
-    /// # Errors
-    /// A database failure or a corrupt row.
-    pub async fn timeline(&self, run_id: i64) -> Result<Vec<TimelineEntry>, StoreError> {
-        let rows =
-            sqlx::query("SELECT step, at, kind, detail FROM timeline WHERE run_id = ? ORDER BY id")
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TimelineEntry {
-                    step: r.get::<i64, _>("step") as u32,
-                    at: r.get::<i64, _>("at") as u64,
-                    kind: r.get("kind"),
-                    detail: serde_json::from_str(r.get("detail"))
-                        .map_err(StoreError::corrupt("timeline"))?,
-                })
-            })
-            .collect()
-    }
-
     /// Outbox rows, of one run or all (newest 1000).
     ///
     /// # Errors
@@ -435,25 +403,6 @@ impl Store {
 
 pub(super) type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
-async fn timeline(
-    tx: &mut Tx<'_>,
-    run_id: i64,
-    step: u32,
-    at: u64,
-    kind: &str,
-    detail: Value,
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO timeline (run_id, step, at, kind, detail) VALUES (?, ?, ?, ?, ?)")
-        .bind(run_id)
-        .bind(step)
-        .bind(at as i64)
-        .bind(kind)
-        .bind(detail.to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 /// Resolves a run's event wait with `event`, exactly once: the first event
 /// wins, and a wait whose deadline has passed has already timed out.
 pub(super) async fn deliver_event(
@@ -477,17 +426,6 @@ pub(super) async fn deliver_event(
     .await?
     .rows_affected()
         == 1;
-    if applied {
-        timeline(
-            tx,
-            run_id,
-            step as u32,
-            now,
-            "event-received",
-            json!({ "event_id": event.event_id, "name": event.name }),
-        )
-        .await?;
-    }
     Ok(applied)
 }
 

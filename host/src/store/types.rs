@@ -123,6 +123,10 @@ pub struct StepCommit {
     pub record: StepRecord,
     /// What woke the step, for the timeline (`started`, `timer-fired`, `event:<name>`, `timed-out`).
     pub woken_by: String,
+    /// The event that woke it, if one did.
+    pub event_id: Option<i64>,
+    /// The step's logical time (what `now()` returned).
+    pub at: u64,
     /// The highest event id when the step was claimed: later events may satisfy the new wait.
     pub event_watermark: i64,
     pub now: u64,
