@@ -91,7 +91,7 @@ impl Runtime {
             .write()
             .expect("journey cache lock")
             .insert(version.clone(), Arc::new(journey));
-        tracing::info!(journey = %journey_id, %version, new, "deployed");
+        tracing::debug!(journey = %journey_id, %version, new, "deployed");
         Ok(Deployed {
             journey_id,
             version,

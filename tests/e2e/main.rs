@@ -2,6 +2,7 @@
 //! a real SQLite file, the real `cairn` binary.
 
 mod ceiling;
+mod cli;
 mod failures;
 mod process;
 mod runs;

@@ -1,0 +1,109 @@
+//! The `cairn` command as a user runs it.
+
+use cairn_tests::component_path;
+use std::process::Command;
+
+const CAIRN: &str = env!("CARGO_BIN_EXE_cairn-under-test");
+
+fn cairn(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(CAIRN).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn simulate_prints_the_timeline_of_both_branches() {
+    let wasm = component_path("welcome_series");
+    let wasm = wasm.to_str().unwrap();
+    let (ok, out, err) = cairn(&["simulate", wasm, "--user", r#"{"id":"ada","name":"Ada"}"#]);
+    assert!(ok, "{err}");
+    assert!(out.contains("sleep until +1d 00:00:00"), "{out}");
+    assert!(
+        out.contains("wait for purchased until +4d 00:00:00"),
+        "{out}"
+    );
+    assert!(out.contains("reminder"), "{out}");
+    assert!(
+        out.contains("final: completed after 3 steps; 3 message(s)"),
+        "{out}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.json");
+    std::fs::write(
+        &events,
+        r#"[{"at": "2d", "name": "purchased", "properties": {"item": "boots"}}]"#,
+    )
+    .unwrap();
+    let (ok, out, err) = cairn(&[
+        "simulate",
+        wasm,
+        "--user",
+        r#"{"id":"ada"}"#,
+        "--events",
+        events.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("by event:purchased"), "{out}");
+    assert!(out.contains("thank-you"), "{out}");
+}
+
+#[test]
+fn bad_input_to_the_cli_is_refused_with_a_reason() {
+    let wasm = component_path("welcome_series");
+    let wasm = wasm.to_str().unwrap();
+    let (ok, _, err) = cairn(&["simulate", wasm, "--user", "not json"]);
+    assert!(!ok);
+    assert!(err.contains("--user is not JSON"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.json");
+    std::fs::write(&events, r#"[{"at": "2 weeks", "name": "x"}]"#).unwrap();
+    let (ok, _, err) = cairn(&["simulate", wasm, "--events", events.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("unknown unit"), "{err}");
+
+    let not_wasm = dir.path().join("junk.wasm");
+    std::fs::write(&not_wasm, b"junk").unwrap();
+    let (ok, _, err) = cairn(&["simulate", not_wasm.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("not a valid WebAssembly binary"), "{err}");
+
+    let (ok, _, err) = cairn(&["build", dir.path().to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("has no Cargo.toml"), "{err}");
+}
+
+#[test]
+fn build_reports_the_compilers_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"broken\"\nedition = \"2024\"\n[lib]\ncrate-type = [\"cdylib\"]\n\
+             [dependencies]\ncairn-journey = {{ path = {:?} }}\n[workspace]\n",
+            sdk.canonicalize().unwrap()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    std::fs::write(
+        dir.path().join("src/lib.rs"),
+        "fn oops() -> u32 { \"not a number\" }\n",
+    )
+    .unwrap();
+    let target = dir.path().join("target");
+    let (ok, _, err) = cairn(&[
+        "build",
+        dir.path().to_str().unwrap(),
+        "--out",
+        target.join("out").to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("cargo build failed"), "{err}");
+    assert!(err.contains("mismatched types"), "{err}");
+}
