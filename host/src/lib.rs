@@ -16,6 +16,7 @@ pub mod cli;
 pub mod clock;
 pub mod durable;
 pub mod engine;
+pub mod ingest;
 pub mod runtime;
 pub mod scheduler;
 pub mod snapshot;

@@ -2,9 +2,10 @@
 //! deploy a component, start a run, ingest an event. The API, the CLI and
 //! `simulate` all go through it; the [`crate::scheduler`] executes the steps.
 
-use crate::clock::Clock;
+use crate::clock::{Clock, SystemClock};
 use crate::engine::{DeployError, Engine, LoadedJourney};
-use crate::store::{EventOutcome, NewVersion, RunRow, Store, StoreError};
+use crate::ingest::{self, EventOutcome, Identify, IncomingEvent};
+use crate::store::{NewVersion, RunRow, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
@@ -37,6 +38,10 @@ pub struct Runtime {
     pub engine: Engine,
     pub store: Store,
     clock: Arc<dyn Clock>,
+    /// The wall clock for leases, which must not follow a virtual run clock.
+    lease_clock: Arc<dyn Clock>,
+    /// This host's name as a lease owner; stable across restarts.
+    host_id: Arc<str>,
     loaded: Arc<RwLock<HashMap<String, Arc<LoadedJourney>>>>,
     /// Woken whenever work may have come due (a new run, an event, a clock move).
     pub work: Arc<Notify>,
@@ -48,6 +53,8 @@ impl Runtime {
             engine,
             store,
             clock,
+            lease_clock: Arc::new(SystemClock),
+            host_id: "local".into(),
             loaded: Arc::default(),
             work: Arc::new(Notify::new()),
         }
@@ -59,6 +66,23 @@ impl Runtime {
 
     pub fn now(&self) -> u64 {
         self.clock.now()
+    }
+
+    /// Names this host as a lease owner (default `local`). Hosts sharing a
+    /// database need distinct ids; one host keeps its id across restarts so
+    /// it can release the leases its previous life held.
+    pub fn with_host_id(mut self, host_id: &str) -> Self {
+        self.host_id = host_id.into();
+        self
+    }
+
+    pub fn host_id(&self) -> &str {
+        &self.host_id
+    }
+
+    /// System time for leases.
+    pub fn lease_now(&self) -> u64 {
+        self.lease_clock.now()
     }
 
     /// Validates, compiles and registers a component; new runs of its journey use it.
@@ -147,43 +171,82 @@ impl Runtime {
         Ok(run)
     }
 
-    /// Stores an event and resumes the user's runs waiting for it.
+    /// Ingests events in order, in one transaction: each enrolls, exits and
+    /// resumes per the journeys' rules, once per idempotency key.
     ///
     /// # Errors
-    /// Properties that are not a JSON object, or a database failure.
-    pub async fn ingest_event(
+    /// [`RuntimeError::Invalid`] naming the first bad event (nothing is
+    /// stored then), or a database failure.
+    pub async fn ingest_events(
         &self,
-        user_id: &str,
-        name: &str,
-        properties: serde_json::Value,
-        timestamp: Option<u64>,
-        idempotency_key: Option<&str>,
-    ) -> Result<EventOutcome, RuntimeError> {
-        if user_id.trim().is_empty() || name.trim().is_empty() {
-            return Err(RuntimeError::Invalid(
-                "user_id and name must not be empty".into(),
-            ));
-        }
-        if !properties.is_object() {
-            return Err(RuntimeError::Invalid(
-                "properties must be a JSON object".into(),
-            ));
-        }
+        events: Vec<IncomingEvent>,
+    ) -> Result<Vec<EventOutcome>, RuntimeError> {
         let now = self.now();
-        let outcome = self
-            .store
-            .ingest_event(
-                user_id,
-                name,
-                &properties,
-                timestamp.unwrap_or(now),
-                idempotency_key,
-                now,
-            )
-            .await?;
-        if !outcome.resumed.is_empty() {
+        let many = events.len() > 1;
+        let events = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                e.validate(now).map_err(|why| {
+                    RuntimeError::Invalid(if many {
+                        format!("event {i}: {why}")
+                    } else {
+                        why
+                    })
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let journeys = self.store.active_journeys().await?;
+        let planned: Vec<_> = events
+            .into_iter()
+            .map(|event| {
+                let plan = ingest::plan(&event, &journeys);
+                (event, plan)
+            })
+            .collect();
+        let outcomes = self.store.apply_events(&planned, now).await?;
+        if outcomes
+            .iter()
+            .any(|o| !o.enrolled.is_empty() || !o.resumed.is_empty())
+        {
             self.work.notify_one();
         }
-        Ok(outcome)
+        Ok(outcomes)
+    }
+
+    /// Creates or updates a contact.
+    ///
+    /// # Errors
+    /// A bad field, a deleted contact, or a database failure.
+    pub async fn identify(&self, contact: Identify) -> Result<serde_json::Value, RuntimeError> {
+        contact.validate().map_err(RuntimeError::Invalid)?;
+        Ok(self.store.identify(&contact, self.now()).await?)
+    }
+
+    /// Deletes a contact (GDPR): their runs exit, no new run starts. Returns the exited runs.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn delete_user(&self, user_id: &str) -> Result<Vec<i64>, RuntimeError> {
+        Ok(self.store.delete_contact(user_id, self.now()).await?)
+    }
+
+    /// Cancels a run: it exits at once.
+    ///
+    /// # Errors
+    /// An unknown or already ended run, or a database failure.
+    pub async fn cancel_run(&self, id: i64) -> Result<RunRow, RuntimeError> {
+        Ok(self.store.cancel_run(id, self.now()).await?)
+    }
+
+    /// Turns enrollment on or off for a journey.
+    ///
+    /// # Errors
+    /// An unknown journey, or a database failure.
+    pub async fn set_enabled(&self, journey_id: &str, enabled: bool) -> Result<(), RuntimeError> {
+        Ok(self
+            .store
+            .set_enabled(journey_id, enabled, self.now())
+            .await?)
     }
 }

@@ -4,6 +4,8 @@ CREATE TABLE journeys (
     id             TEXT PRIMARY KEY,
     name           TEXT NOT NULL,
     active_version TEXT NOT NULL,
+    -- a disabled journey enrolls nobody; its runs go on
+    enabled        INTEGER NOT NULL DEFAULT 1,
     created_at     INTEGER NOT NULL,
     updated_at     INTEGER NOT NULL
 );
@@ -40,6 +42,14 @@ CREATE TABLE runs (
     -- random-u64 is derived from (seed, step, call): a re-run step sees the same values
     seed          INTEGER NOT NULL,
     failure       TEXT,
+    -- why an exited run ended: exit-on:<event>, cancelled, user-deleted
+    exit_reason   TEXT,
+    -- the host executing its step, until when (system time), and the
+    -- highest event id when it claimed the step (events after it may
+    -- satisfy the wait the step registers)
+    lease_owner   TEXT,
+    lease_until   INTEGER,
+    claim_watermark INTEGER,
     started_at    INTEGER NOT NULL,
     ceiling_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL,
@@ -48,6 +58,9 @@ CREATE TABLE runs (
 CREATE INDEX runs_due ON runs(due_at) WHERE status IN ('active', 'waiting');
 CREATE INDEX runs_user_wait ON runs(user_id, wait_event) WHERE status = 'waiting';
 CREATE INDEX runs_journey ON runs(journey_id, status);
+-- At most one active or waiting run per user per journey.
+CREATE UNIQUE INDEX runs_one_live ON runs(journey_id, user_id) WHERE status IN ('active', 'waiting');
+CREATE INDEX runs_user ON runs(user_id, journey_id, started_at);
 
 -- One row per committed step: the run's history. A step commits once.
 CREATE TABLE steps (
@@ -91,6 +104,32 @@ CREATE TABLE events (
     properties      TEXT NOT NULL,
     timestamp       INTEGER NOT NULL,
     received_at     INTEGER NOT NULL,
-    idempotency_key TEXT UNIQUE
+    idempotency_key TEXT UNIQUE,
+    -- what ingesting it did (JSON), returned again for a repeated key
+    outcome         TEXT
 );
 CREATE INDEX events_user_name ON events(user_id, name, id);
+
+-- Enrollments a trigger asked for but the entry rules refused.
+CREATE TABLE skipped_enrollments (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id   INTEGER NOT NULL,
+    journey_id TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    -- already-active | entry-limit | conditions-not-met | disabled | user-deleted
+    reason     TEXT NOT NULL,
+    at         INTEGER NOT NULL
+);
+CREATE INDEX skipped_user ON skipped_enrollments(user_id, journey_id);
+
+-- The people journeys run for, by the product's user id.
+CREATE TABLE contacts (
+    user_id    TEXT PRIMARY KEY,
+    email      TEXT,
+    timezone   TEXT,
+    properties TEXT NOT NULL DEFAULT '{}',
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    -- soft deletion (GDPR): personal data erased, runs exited, no new runs
+    deleted_at INTEGER
+);

@@ -1,8 +1,10 @@
 //! Run lifecycle: events resume waits, terminal runs stay terminal, a
-//! crashed step re-runs without a second outbox row.
+//! crashed step re-runs without a second outbox row, leases fence commits.
 
+use cairn::engine::step::Wake;
+use cairn::engine::{Session, StepCall, StepResult};
 use cairn::store::{RunStatus, StepCommit, StepEnd};
-use cairn_tests::{DAY, Host};
+use cairn_tests::{DAY, Host, T0};
 use serde_json::json;
 
 #[tokio::test]
@@ -11,16 +13,10 @@ async fn an_event_resumes_the_waiting_run_and_later_events_change_nothing() {
     let journey = host.deploy("welcome_series").await;
     let run = host.start(&journey, "ada", r#"{"name":"Ada"}"#).await;
     host.advance(DAY).await;
-    assert_eq!(
-        host.run(run.id).await.wait.unwrap().deadline,
-        host.run(run.id).await.due_at.unwrap()
-    );
 
     let outcome = host
-        .runtime
-        .ingest_event("ada", "purchased", json!({"item": "boots"}), None, None)
-        .await
-        .unwrap();
+        .event("ada", "purchased", json!({"item": "boots"}))
+        .await;
     assert_eq!(outcome.resumed, vec![run.id]);
     host.drain().await;
     let done = host.run(run.id).await;
@@ -32,11 +28,7 @@ async fn an_event_resumes_the_waiting_run_and_later_events_change_nothing() {
     assert_eq!(outbox[2].props["item"], "boots");
 
     // A completed run is never resurrected.
-    let again = host
-        .runtime
-        .ingest_event("ada", "purchased", json!({}), None, None)
-        .await
-        .unwrap();
+    let again = host.event("ada", "purchased", json!({})).await;
     assert!(again.resumed.is_empty());
     host.advance(10 * DAY).await;
     let still = host.run(run.id).await;
@@ -57,11 +49,7 @@ async fn an_event_for_another_user_or_name_does_not_wake_the_run() {
     let run = host.start(&journey, "ada", "{}").await;
     host.advance(DAY).await;
     for (user, name) in [("bob", "purchased"), ("ada", "viewed")] {
-        let outcome = host
-            .runtime
-            .ingest_event(user, name, json!({}), None, None)
-            .await
-            .unwrap();
+        let outcome = host.event(user, name, json!({})).await;
         assert!(outcome.resumed.is_empty(), "{user} {name}");
     }
     host.drain().await;
@@ -78,21 +66,29 @@ async fn a_step_that_crashed_before_commit_reruns_without_a_second_outbox_row() 
         .await
         .unwrap();
 
-    // The host crashed after the step ran (and sent) but before it committed:
-    // the step's work is lost, the run is still due.
-    let (due, watermark) = host
-        .runtime
-        .store
-        .due_runs(cairn_tests::T0, 10, &[])
+    // This host claimed the step, ran it (and sent), and died before committing.
+    let store = &host.runtime.store;
+    let claimed = store
+        .claim_due("local", T0, host.runtime.lease_now(), 10)
         .await
         .unwrap();
-    assert_eq!(due.len(), 1);
-    drop((due, watermark));
+    assert_eq!(claimed.len(), 1);
+    drop(claimed);
+    // While the lease lives, nobody else runs the step...
+    assert!(
+        store
+            .claim_due("other", T0, host.runtime.lease_now(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // ...and the restarted host takes its own claims back.
+    assert_eq!(store.release_leases("local").await.unwrap(), 1);
 
     host.drain().await;
     let after = host.run(run.id).await;
     assert_eq!(after.status, RunStatus::Waiting);
-    let outbox = host.runtime.store.outbox(Some(run.id)).await.unwrap();
+    let outbox = store.outbox(Some(run.id)).await.unwrap();
     assert_eq!(outbox.len(), 1, "the welcome email is queued exactly once");
     // Keyed by (run, step, call): the welcome email is call 1 of step 0, after the A/B draw.
     assert_eq!(outbox[0].key, format!("{}:0:1", run.id));
@@ -107,15 +103,62 @@ async fn a_step_that_crashed_before_commit_reruns_without_a_second_outbox_row() 
         record: Default::default(),
         woken_by: "started".into(),
         event_id: None,
-        at: cairn_tests::T0,
+        at: T0,
         event_watermark: 0,
-        now: cairn_tests::T0,
+        lease_owner: "local".into(),
+        now: T0,
     };
-    assert_eq!(
-        host.runtime.store.commit_steps(&[stale]).await.unwrap(),
-        vec![false]
-    );
+    assert_eq!(store.commit_steps(&[stale]).await.unwrap(), vec![false]);
     assert_eq!(host.run(run.id).await.status, RunStatus::Waiting);
+}
+
+/// Runs one claimed step by hand, as the scheduler would, into its commit.
+fn execute(
+    host: &Host,
+    due: &cairn::store::DueRun,
+    owner: &str,
+    wake: Wake,
+    journey: &cairn::engine::LoadedJourney,
+) -> StepCommit {
+    let run = &due.run;
+    let env = cairn::durable::StepEnv {
+        run_id: run.id,
+        step: run.step,
+        user_id: run.user_id.clone(),
+        started_at: run.started_at,
+        ceiling_at: run.ceiling_at,
+        now: run.due_at.unwrap(),
+        seed: run.seed,
+    };
+    let call = StepCall::Resume(wake);
+    let out = Session::run_step(
+        &host.runtime.engine,
+        journey,
+        env,
+        due.snapshot.as_deref(),
+        call,
+    )
+    .unwrap();
+    let StepResult::Waiting(wait) = out.result else {
+        panic!("{:?}", out.result)
+    };
+    StepCommit {
+        run_id: run.id,
+        user_id: run.user_id.clone(),
+        expected_status: run.status,
+        expected_step: run.step,
+        end: StepEnd::Waiting {
+            wait,
+            snapshot: out.snapshot.unwrap(),
+        },
+        record: out.record,
+        woken_by: "timer-fired".into(),
+        event_id: None,
+        at: run.due_at.unwrap(),
+        event_watermark: due.watermark,
+        lease_owner: owner.into(),
+        now: run.due_at.unwrap(),
+    }
 }
 
 #[tokio::test]
@@ -124,65 +167,51 @@ async fn an_event_that_arrives_while_the_registering_step_runs_is_delivered() {
     let journey = host.deploy("welcome_series").await;
     let run = host.start(&journey, "ada", "{}").await;
     host.clock.advance(DAY);
+    let store = &host.runtime.store;
     // The step that will register wait-for-event("purchased") is claimed...
-    let (due, watermark) = host
-        .runtime
-        .store
-        .due_runs(cairn_tests::T0 + DAY, 10, &[])
+    let due = store
+        .claim_due("local", T0 + DAY, host.runtime.lease_now(), 10)
         .await
         .unwrap();
     assert_eq!(due.len(), 1);
     // ...the event lands before that step commits (no run is waiting for it yet)...
-    let outcome = host
-        .runtime
-        .ingest_event("ada", "purchased", json!({"item": "hat"}), None, None)
-        .await
-        .unwrap();
+    let outcome = host.event("ada", "purchased", json!({"item": "hat"})).await;
     assert!(outcome.resumed.is_empty());
-    // ...and the step commits with the watermark from when it began.
-    let journey = host.runtime.journey(&run.version).await.unwrap();
-    let env = cairn::durable::StepEnv {
-        run_id: run.id,
-        step: 1,
-        user_id: "ada".into(),
-        started_at: run.started_at,
-        ceiling_at: run.ceiling_at,
-        now: cairn_tests::T0 + DAY,
-        seed: run.seed,
-    };
-    let outcome = cairn::engine::Session::run_step(
-        &host.runtime.engine,
-        &journey,
-        env,
-        due[0].snapshot.as_deref(),
-        cairn::engine::StepCall::Resume(cairn::engine::step::Wake::TimerFired),
-    )
-    .unwrap();
-    let cairn::engine::StepResult::Waiting(wait) = outcome.result else {
-        panic!()
-    };
-    let commit = StepCommit {
-        run_id: run.id,
-        user_id: "ada".into(),
-        expected_status: RunStatus::Waiting,
-        expected_step: 1,
-        end: StepEnd::Waiting {
-            wait,
-            snapshot: outcome.snapshot.unwrap(),
-        },
-        record: outcome.record,
-        woken_by: "timer-fired".into(),
-        event_id: None,
-        at: cairn_tests::T0 + DAY,
-        event_watermark: watermark,
-        now: cairn_tests::T0 + DAY,
-    };
-    assert_eq!(
-        host.runtime.store.commit_steps(&[commit]).await.unwrap(),
-        vec![true]
-    );
+    // ...and the step commits with the watermark from its claim.
+    let loaded = host.runtime.journey(&run.version).await.unwrap();
+    let commit = execute(&host, &due[0], "local", Wake::TimerFired, &loaded);
+    assert_eq!(store.commit_steps(&[commit]).await.unwrap(), vec![true]);
     host.drain().await;
     let done = host.run(run.id).await;
     assert_eq!(done.status, RunStatus::Completed);
     assert_eq!(done.checkpoint.as_deref(), Some("converted"));
+}
+
+#[tokio::test]
+async fn a_host_whose_lease_passed_to_another_cannot_commit() {
+    let host = Host::new().await;
+    let journey = host.deploy("welcome_series").await;
+    let run = host.start(&journey, "ada", "{}").await;
+    host.clock.advance(DAY);
+    let store = &host.runtime.store;
+    let lease_now = host.runtime.lease_now();
+    let stalled = store
+        .claim_due("host-a", T0 + DAY, lease_now, 10)
+        .await
+        .unwrap();
+    // host-a stalls past its lease; host-b claims the same step and commits it.
+    let later = lease_now + cairn::store::LEASE_MS + 1;
+    let taken = store
+        .claim_due("host-b", T0 + DAY, later, 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    let loaded = host.runtime.journey(&run.version).await.unwrap();
+    let late = execute(&host, &stalled[0], "host-a", Wake::TimerFired, &loaded);
+    let fresh = execute(&host, &taken[0], "host-b", Wake::TimerFired, &loaded);
+    // host-a wakes up and tries to commit first: fenced off by the lease.
+    assert_eq!(store.commit_steps(&[late]).await.unwrap(), vec![false]);
+    assert_eq!(store.commit_steps(&[fresh]).await.unwrap(), vec![true]);
+    let outbox = store.outbox(Some(run.id)).await.unwrap();
+    assert_eq!(outbox.iter().filter(|m| m.template == "tips").count(), 1);
 }

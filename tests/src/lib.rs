@@ -21,6 +21,7 @@ pub const SAMPLES: [&str; 3] = ["welcome_series", "trial_expiry", "ceiling_probe
 
 use cairn::clock::ManualClock;
 use cairn::engine::{Engine, EngineConfig};
+use cairn::ingest::{EventOutcome, IncomingEvent};
 use cairn::runtime::Runtime;
 use cairn::scheduler::Scheduler;
 use cairn::store::{RunRow, Store};
@@ -90,6 +91,38 @@ impl Host {
 
     pub async fn run(&self, id: i64) -> RunRow {
         self.runtime.store.run(id).await.unwrap().unwrap()
+    }
+
+    /// Ingests one event for `user`.
+    pub async fn event(
+        &self,
+        user: &str,
+        name: &str,
+        properties: serde_json::Value,
+    ) -> EventOutcome {
+        self.event_with_key(user, name, properties, None).await
+    }
+
+    /// Ingests one event with an idempotency key.
+    pub async fn event_with_key(
+        &self,
+        user: &str,
+        name: &str,
+        properties: serde_json::Value,
+        key: Option<&str>,
+    ) -> EventOutcome {
+        let event = IncomingEvent {
+            user_id: user.into(),
+            name: name.into(),
+            properties: Some(properties),
+            timestamp: None,
+            idempotency_key: key.map(str::to_string),
+        };
+        self.runtime
+            .ingest_events(vec![event])
+            .await
+            .unwrap()
+            .remove(0)
     }
 }
 

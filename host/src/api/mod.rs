@@ -2,6 +2,7 @@
 //! [`Runtime`]; the one error-to-status mapping is [`ApiError`].
 
 use crate::clock::ManualClock;
+use crate::ingest::{Identify, IncomingEvent};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::store::{RunFilter, StoreError};
 use axum::extract::rejection::JsonRejection;
@@ -14,8 +15,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// The largest JSON request body accepted (events, runs).
+/// The default limit on a JSON request body (events, runs): `serve --max-body-bytes`.
 pub const MAX_JSON_BYTES: usize = 256 << 10;
+/// The most events one `{"batch": [...]}` may hold.
+pub const MAX_BATCH: usize = 1_000;
 /// The largest component accepted by `POST /v1/journeys`.
 pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
 
@@ -25,6 +28,8 @@ pub struct AppState {
     pub runtime: Runtime,
     /// Present when the host runs on a virtual clock (`serve --virtual-clock`).
     pub virtual_clock: Option<Arc<ManualClock>>,
+    /// The limit on JSON request bodies, in bytes.
+    pub max_json_bytes: usize,
 }
 
 /// The API's routes.
@@ -34,10 +39,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs", get(list_runs))
         .route("/v1/runs/{id}", get(get_run))
         .route("/v1/outbox", get(list_outbox))
-        .route("/v1/events", post(post_event))
+        .route("/v1/events", post(post_events))
+        .route("/v1/users", post(identify))
+        .route("/v1/users/{id}", axum::routing::delete(delete_user))
+        .route(
+            "/v1/users/{id}/skipped-enrollments",
+            get(skipped_enrollments),
+        )
+        .route("/v1/runs/{id}/cancel", post(cancel_run))
+        .route("/v1/journeys/{id}/enable", post(enable))
+        .route("/v1/journeys/{id}/disable", post(disable))
         .route("/v1/clock/advance", post(advance_clock))
         .route("/v1/journeys", get(list_journeys))
-        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES));
+        .layer(DefaultBodyLimit::max(state.max_json_bytes));
     let deploy = Router::new()
         .route("/v1/journeys", post(deploy))
         .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES));
@@ -163,46 +177,100 @@ async fn list_outbox(State(state): State<AppState>, Query(q): Query<OutboxQuery>
     Ok(Json(json!({ "messages": state.runtime.store.outbox(q.run_id).await? })).into_response())
 }
 
+/// `POST /v1/events`: one event, or `{"batch": [...]}`.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PostEvent {
-    user_id: String,
-    name: String,
-    #[serde(default)]
-    properties: Option<Value>,
-    #[serde(default)]
-    timestamp: Option<u64>,
-    #[serde(default)]
-    idempotency_key: Option<String>,
+#[serde(untagged)]
+enum PostEvents {
+    Batch { batch: Vec<IncomingEvent> },
+    One(IncomingEvent),
 }
 
-async fn post_event(
+async fn post_events(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
-    body: Result<Json<PostEvent>, JsonRejection>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult {
-    let Json(event) = body?;
-    let header_key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let key = header_key.or(event.idempotency_key);
-    let outcome = state
-        .runtime
-        .ingest_event(
-            &event.user_id,
-            &event.name,
-            event.properties.unwrap_or_else(|| json!({})),
-            event.timestamp,
-            key.as_deref(),
+    let Json(body) = body?;
+    let request: PostEvents = serde_json::from_value(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("expected an event {{user_id, name, properties?, timestamp?, idempotency_key?}} or {{\"batch\": [events]}}: {e}"),
         )
-        .await?;
-    let status = if outcome.duplicate {
-        StatusCode::OK
-    } else {
-        StatusCode::ACCEPTED
-    };
-    Ok((status, Json(json!({ "stored": !outcome.duplicate, "event_id": outcome.event_id, "resumed": outcome.resumed }))).into_response())
+    })?;
+    match request {
+        PostEvents::One(mut event) => {
+            // The header wins over the body for a single event.
+            if let Some(key) = headers.get("idempotency-key") {
+                let key = key.to_str().map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "the Idempotency-Key header is not text",
+                    )
+                })?;
+                event.idempotency_key = Some(key.to_string());
+            }
+            let outcome = state.runtime.ingest_events(vec![event]).await?.remove(0);
+            let status = if outcome.stored {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
+            Ok((status, Json(outcome)).into_response())
+        }
+        PostEvents::Batch { batch } => {
+            if batch.is_empty() {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "the batch is empty",
+                ));
+            }
+            if batch.len() > MAX_BATCH {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "a batch holds at most {MAX_BATCH} events, this one {}",
+                        batch.len()
+                    ),
+                ));
+            }
+            let results = state.runtime.ingest_events(batch).await?;
+            Ok((StatusCode::ACCEPTED, Json(json!({ "results": results }))).into_response())
+        }
+    }
+}
+
+async fn identify(
+    State(state): State<AppState>,
+    body: Result<Json<Identify>, JsonRejection>,
+) -> ApiResult {
+    let Json(contact) = body?;
+    Ok(Json(state.runtime.identify(contact).await?).into_response())
+}
+
+async fn delete_user(State(state): State<AppState>, Path(user): Path<String>) -> ApiResult {
+    let exited = state.runtime.delete_user(&user).await?;
+    Ok(Json(json!({ "deleted": user, "exited": exited })).into_response())
+}
+
+async fn skipped_enrollments(State(state): State<AppState>, Path(user): Path<String>) -> ApiResult {
+    Ok(
+        Json(json!({ "skipped": state.runtime.store.skipped_enrollments(&user).await? }))
+            .into_response(),
+    )
+}
+
+async fn cancel_run(State(state): State<AppState>, Path(id): Path<i64>) -> ApiResult {
+    Ok(Json(state.runtime.cancel_run(id).await?).into_response())
+}
+
+async fn enable(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    state.runtime.set_enabled(&id, true).await?;
+    Ok(Json(json!({ "journey": id, "enabled": true })).into_response())
+}
+
+async fn disable(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    state.runtime.set_enabled(&id, false).await?;
+    Ok(Json(json!({ "journey": id, "enabled": false })).into_response())
 }
 
 #[derive(Deserialize)]

@@ -68,6 +68,12 @@ struct ServeArgs {
     /// Where compiled artifacts are cached.
     #[arg(long, env = "CAIRN_CACHE_DIR", default_value = ".cairn/cache")]
     cache_dir: PathBuf,
+    /// The largest JSON request body accepted, in bytes.
+    #[arg(long, env = "CAIRN_MAX_BODY_BYTES", default_value_t = crate::api::MAX_JSON_BYTES)]
+    max_body_bytes: usize,
+    /// This host's name as a lease owner; keep it stable across restarts.
+    #[arg(long, env = "CAIRN_HOST_ID", default_value = "local")]
+    host_id: String,
 }
 
 /// Runs the command line; the process exit code.
@@ -120,7 +126,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = Store::open(&args.db)
         .await
         .with_context(|| format!("opening {}", args.db))?;
-    let runtime = Runtime::new(engine, store, clock);
+    let runtime = Runtime::new(engine, store, clock).with_host_id(&args.host_id);
+    // Claims a previous life of this host left behind are ours to retake.
+    let released = runtime.store.release_leases(runtime.host_id()).await?;
+    if released > 0 {
+        tracing::info!(
+            "released {released} lease(s) left by a previous run of host {}",
+            args.host_id
+        );
+    }
     if let Some(dir) = &args.journeys {
         deploy_dir(&runtime, dir).await?;
     }
@@ -139,13 +153,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let scheduler = tokio::spawn(Scheduler::new(runtime.clone()).run());
     let app = router(AppState {
-        runtime,
+        runtime: runtime.clone(),
         virtual_clock,
+        max_json_bytes: args.max_body_bytes,
     });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     scheduler.abort();
+    // Hand back what this host had claimed, so nothing waits for a lease to expire.
+    let _ = scheduler.await;
+    runtime.store.release_leases(runtime.host_id()).await?;
     tracing::info!("cairn stopped");
     Ok(())
 }

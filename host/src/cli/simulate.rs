@@ -125,16 +125,15 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
                 let (at, event) = script.next().expect("peeked");
                 clock.advance_to(start + at);
                 let outcome = runtime
-                    .ingest_event(
-                        &user_id,
-                        &event.name,
-                        event
-                            .properties
-                            .unwrap_or(Value::Object(Default::default())),
-                        None,
-                        None,
-                    )
-                    .await?;
+                    .ingest_events(vec![crate::ingest::IncomingEvent {
+                        user_id: user_id.clone(),
+                        name: event.name.clone(),
+                        properties: event.properties,
+                        timestamp: None,
+                        idempotency_key: None,
+                    }])
+                    .await?
+                    .remove(0);
                 if outcome.resumed.is_empty() {
                     println!(
                         "{:<14} event {} (no run was waiting for it)",

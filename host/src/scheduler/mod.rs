@@ -27,7 +27,6 @@ pub struct Scheduler {
 
 /// A claimed batch whose steps are executing.
 struct Batch {
-    runs: Vec<i64>,
     execution: tokio::task::JoinHandle<Vec<StepCommit>>,
 }
 
@@ -73,7 +72,7 @@ impl Scheduler {
     /// A database failure; no step of the tick was committed and all stay due.
     pub async fn tick(&self, now: u64) -> Result<TickReport, StoreError> {
         let started = Instant::now();
-        let Some(batch) = self.claim(now, &[]).await? else {
+        let Some(batch) = self.claim(now).await? else {
             return Ok(TickReport::default());
         };
         let claim = started.elapsed();
@@ -93,20 +92,20 @@ impl Scheduler {
     /// A database failure; what was not committed stays due.
     pub async fn drain(&self, now: u64) -> Result<usize, StoreError> {
         let mut total = 0;
-        let Some(mut current) = self.claim(now, &[]).await? else {
+        let Some(mut current) = self.claim(now).await? else {
             return Ok(0);
         };
         loop {
             let commits = current.execution.await.expect("a step worker panicked");
-            // Claim the next batch, excluding runs whose steps are not committed yet.
-            let next = self.claim(now, &current.runs).await?;
+            // Leased runs are not claimed again: the next batch is other runs.
+            let next = self.claim(now).await?;
             let report = self.commit(&commits).await?;
             total += report.committed;
             match next {
                 Some(batch) => current = batch,
                 None if report.committed + report.discarded == 0 => return Ok(total),
                 // Committing may have made more work due (an event found by look-back).
-                None => match self.claim(now, &[]).await? {
+                None => match self.claim(now).await? {
                     Some(batch) => current = batch,
                     None => return Ok(total),
                 },
@@ -114,18 +113,17 @@ impl Scheduler {
         }
     }
 
-    /// Finds up to one batch of due runs (skipping `exclude`) and starts
-    /// executing them on the step workers.
-    async fn claim(&self, now: u64, exclude: &[i64]) -> Result<Option<Batch>, StoreError> {
-        let (due, watermark) = self
+    /// Leases up to one batch of due runs and starts executing them on the step workers.
+    async fn claim(&self, now: u64) -> Result<Option<Batch>, StoreError> {
+        let owner = self.runtime.host_id().to_string();
+        let due = self
             .runtime
             .store
-            .due_runs(now, self.batch, exclude)
+            .claim_due(&owner, now, self.runtime.lease_now(), self.batch)
             .await?;
         if due.is_empty() {
             return Ok(None);
         }
-        let runs = due.iter().map(|d| d.run.id).collect();
         let mut work = Vec::with_capacity(due.len());
         for run in due {
             let journey = self.runtime.journey(&run.run.version).await;
@@ -138,10 +136,11 @@ impl Scheduler {
         while !work.is_empty() {
             let chunk: Vec<_> = work.drain(..per_worker.min(work.len())).collect();
             let engine = self.runtime.engine.clone();
+            let owner = owner.clone();
             handles.push(tokio::task::spawn_blocking(move || {
                 chunk
                     .into_iter()
-                    .map(|(run, journey)| execute(&engine, run, journey, watermark, now))
+                    .map(|(run, journey)| execute(&engine, run, journey, &owner, now))
                     .collect::<Vec<_>>()
             }));
         }
@@ -152,7 +151,7 @@ impl Scheduler {
             }
             commits
         });
-        Ok(Some(Batch { runs, execution }))
+        Ok(Some(Batch { execution }))
     }
 
     async fn commit(&self, commits: &[StepCommit]) -> Result<TickReport, StoreError> {
@@ -190,7 +189,7 @@ fn execute(
     engine: &Engine,
     due: DueRun,
     journey: Result<Arc<LoadedJourney>, RuntimeError>,
-    watermark: i64,
+    lease_owner: &str,
     now: u64,
 ) -> StepCommit {
     let run = due.run;
@@ -270,7 +269,8 @@ fn execute(
         woken_by,
         event_id: run.pending_event.map(|e| e.event_id),
         at: step_time,
-        event_watermark: watermark,
+        event_watermark: due.watermark,
+        lease_owner: lease_owner.to_string(),
         now,
     }
 }

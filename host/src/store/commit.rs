@@ -2,9 +2,10 @@
 //! whatever its size.
 //!
 //! 1. One guarded `UPDATE runs ... FROM (VALUES ...) RETURNING id` moves every
-//!    run whose status and step are still what the step started from; the
-//!    others (exited meanwhile, or committed by another worker) are discarded
-//!    with all their effects.
+//!    run whose status and step are still what the step started from and
+//!    whose lease this host still holds; the others (exited meanwhile, or
+//!    whose lease expired and passed to another host) are discarded with all
+//!    their effects.
 //!    The same statement stores each waiting run's snapshot on its row.
 //! 2. Multi-row inserts write one `steps` row per applied step (woken by,
 //!    effects, journal, outcome) and the outbox rows.
@@ -62,7 +63,7 @@ pub(super) async fn commit_steps(
 async fn update_runs(tx: &mut Tx<'_>, chunk: &[StepCommit]) -> Result<Vec<i64>, StoreError> {
     let mut q = QueryBuilder::<Sqlite>::new(
         "WITH v(id, status, step, checkpoint, wait, wait_event, due_at, snapshot, failure, updated_at, \
-         ended_at, expected_status, expected_step) AS (",
+         ended_at, expected_status, expected_step, lease_owner) AS (",
     );
     q.push_values(chunk, |mut row, c| {
         let checkpoint = c.record.effects.iter().rev().find_map(|e| match e {
@@ -113,14 +114,16 @@ async fn update_runs(tx: &mut Tx<'_>, chunk: &[StepCommit]) -> Result<Vec<i64>, 
             .push_bind(c.now as i64)
             .push_bind(ended_at)
             .push_bind(c.expected_status.as_str())
-            .push_bind(c.expected_step);
+            .push_bind(c.expected_step)
+            .push_bind(&c.lease_owner);
     });
     q.push(
         ") UPDATE runs SET status = v.status, step = v.step, checkpoint = COALESCE(v.checkpoint, runs.checkpoint), \
          wait = v.wait, wait_event = v.wait_event, due_at = v.due_at, pending_wake = NULL, failure = v.failure, \
          snapshot = CASE v.status WHEN 'waiting' THEN v.snapshot WHEN 'completed' THEN NULL ELSE runs.snapshot END, \
-         updated_at = v.updated_at, ended_at = v.ended_at \
+         updated_at = v.updated_at, ended_at = v.ended_at, lease_owner = NULL, lease_until = NULL \
          FROM v WHERE runs.id = v.id AND runs.status = v.expected_status AND runs.step = v.expected_step \
+         AND runs.lease_owner = v.lease_owner \
          RETURNING runs.id",
     );
     let rows = q.build().fetch_all(&mut **tx).await?;

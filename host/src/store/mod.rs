@@ -10,11 +10,14 @@
 //! SQLite (WAL, one file) is the embedded backend; Postgres comes later
 //! behind the same methods.
 
+mod claim;
 mod commit;
+mod events;
 mod sqlite;
 mod timeline;
 mod types;
 
+pub use claim::LEASE_MS;
 pub use sqlite::Store;
 pub use types::*;
 
@@ -31,6 +34,14 @@ pub enum StoreError {
     Corrupt { what: &'static str, why: String },
     #[error("unknown journey {0:?}")]
     UnknownJourney(String),
+    #[error("user {user:?} already has an active run of journey {journey:?}")]
+    AlreadyActive { journey: String, user: String },
+    #[error("user {0:?} was deleted; no new runs start for them")]
+    UserDeleted(String),
+    #[error("no run {0}")]
+    UnknownRun(i64),
+    #[error("run {id} already ended ({status}); it cannot be cancelled")]
+    RunEnded { id: i64, status: &'static str },
     /// The operating system gave no random seed for a new run.
     #[error("no randomness for the run's seed: {0}")]
     NoRandomness(String),

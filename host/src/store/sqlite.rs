@@ -3,7 +3,6 @@
 
 use super::StoreError;
 use super::types::*;
-use crate::durable::{Wait, WaitKind, all_match};
 use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -21,8 +20,8 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-const RUN_COLUMNS: &str = "id, journey_id, version, user_id, input, status, step, checkpoint, wait, \
-     due_at, pending_wake, failure, seed, started_at, ceiling_at, updated_at, ended_at";
+pub(super) const RUN_COLUMNS: &str = "id, journey_id, version, user_id, input, status, step, checkpoint, \
+     wait, due_at, pending_wake, failure, exit_reason, seed, started_at, ceiling_at, updated_at, ended_at";
 
 impl Store {
     /// Opens (creating if needed) and migrates the database at `url`
@@ -141,8 +140,35 @@ impl Store {
             .collect()
     }
 
+    /// Every journey's active version with its meta and whether it enrolls.
+    ///
+    /// # Errors
+    /// A database failure or corrupt meta.
+    pub async fn active_journeys(&self) -> Result<Vec<crate::ingest::ActiveJourney>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT j.id, j.active_version, j.enabled, v.meta FROM journeys j
+             JOIN journey_versions v ON v.hash = j.active_version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::ingest::ActiveJourney {
+                    id: r.get("id"),
+                    version: r.get("active_version"),
+                    enabled: r.get("enabled"),
+                    meta: serde_json::from_str(r.get("meta"))
+                        .map_err(StoreError::corrupt("journey meta"))?,
+                })
+            })
+            .collect()
+    }
+
     /// The active version of a journey and its execution ceiling.
-    async fn active_version(&self, journey_id: &str) -> Result<(String, u64), StoreError> {
+    pub(super) async fn active_version(
+        &self,
+        journey_id: &str,
+    ) -> Result<(String, u64), StoreError> {
         let row = sqlx::query(
             "SELECT j.active_version, v.meta FROM journeys j
              JOIN journey_versions v ON v.hash = j.active_version WHERE j.id = ?",
@@ -162,7 +188,9 @@ impl Store {
     /// Creates a run on the journey's active version; its first step is due at once.
     ///
     /// # Errors
-    /// [`StoreError::UnknownJourney`], or a database failure.
+    /// [`StoreError::UnknownJourney`], [`StoreError::AlreadyActive`] if the
+    /// user has an active or waiting run of this journey, [`StoreError::UserDeleted`],
+    /// or a database failure.
     pub async fn create_run(
         &self,
         journey_id: &str,
@@ -171,23 +199,18 @@ impl Store {
         now: u64,
     ) -> Result<RunRow, StoreError> {
         let (version, ceiling) = self.active_version(journey_id).await?;
-        let seed = getrandom::u64().map_err(|e| StoreError::NoRandomness(e.to_string()))?;
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO runs (journey_id, version, user_id, input, status, step, due_at, seed, started_at,
-             ceiling_at, updated_at) VALUES (?, ?, ?, ?, 'active', 0, ?, ?, ?, ?, ?) RETURNING {RUN_COLUMNS}"
-        )))
-        .bind(journey_id)
-        .bind(&version)
-        .bind(user_id)
-        .bind(input)
-        .bind(now as i64)
-        .bind(seed as i64)
-        .bind(now as i64)
-        .bind(now.saturating_add(ceiling) as i64)
-        .bind(now as i64)
-        .fetch_one(&self.pool)
-        .await?;
-        run_row(&row)
+        let mut tx = self.pool.begin().await?;
+        if user_deleted(&mut tx, user_id).await? {
+            return Err(StoreError::UserDeleted(user_id.to_string()));
+        }
+        let run = insert_run(&mut tx, journey_id, &version, user_id, input, ceiling, now)
+            .await?
+            .ok_or_else(|| StoreError::AlreadyActive {
+                journey: journey_id.to_string(),
+                user: user_id.to_string(),
+            })?;
+        tx.commit().await?;
+        Ok(run)
     }
 
     /// One run.
@@ -223,55 +246,6 @@ impl Store {
         rows.iter().map(run_row).collect()
     }
 
-    /// Runs whose next step is due at `now`, oldest first, except `exclude`,
-    /// with their snapshots, and the highest event id at this moment.
-    ///
-    /// # Errors
-    /// A database failure or a corrupt row.
-    pub async fn due_runs(
-        &self,
-        now: u64,
-        limit: u32,
-        exclude: &[i64],
-    ) -> Result<(Vec<DueRun>, i64), StoreError> {
-        // One round trip: the watermark rides along on every row. Excluded
-        // ids (steps still executing) are passed as one JSON array.
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS}, snapshot, (SELECT COALESCE(MAX(id), 0) FROM events) AS watermark
-             FROM runs WHERE status IN ('active', 'waiting') AND due_at <= ?
-             AND id NOT IN (SELECT value FROM json_each(?)) ORDER BY due_at, id LIMIT ?"
-        )))
-        .bind(now as i64)
-        .bind(serde_json::to_string(exclude).expect("ids serialize"))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let watermark = rows.first().map_or(0, |r| r.get("watermark"));
-        let due = rows
-            .iter()
-            .map(|r| {
-                Ok(DueRun {
-                    run: run_row(r)?,
-                    snapshot: r.get("snapshot"),
-                })
-            })
-            .collect::<Result<_, StoreError>>()?;
-        Ok((due, watermark))
-    }
-
-    /// When the next run comes due, if any run waits.
-    ///
-    /// # Errors
-    /// A database failure.
-    pub async fn next_due_at(&self) -> Result<Option<u64>, StoreError> {
-        let at: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(due_at) FROM runs WHERE status IN ('active', 'waiting')",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(at.map(|t| t as u64))
-    }
-
     /// Commits steps in one transaction (group commit). Returns, per step,
     /// whether it applied: a step whose run moved on (another worker, an exit)
     /// is discarded with all its effects.
@@ -283,84 +257,6 @@ impl Store {
         let applied = super::commit::commit_steps(&mut tx, commits).await?;
         tx.commit().await?;
         Ok(applied)
-    }
-
-    /// Stores an event (once per idempotency key) and hands it to the
-    /// user's runs waiting for it whose filter matches.
-    ///
-    /// # Errors
-    /// A database failure; nothing was stored.
-    pub async fn ingest_event(
-        &self,
-        user_id: &str,
-        name: &str,
-        properties: &Value,
-        timestamp: u64,
-        idempotency_key: Option<&str>,
-        now: u64,
-    ) -> Result<EventOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(key) = idempotency_key {
-            let existing: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM events WHERE idempotency_key = ?")
-                    .bind(key)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if let Some(event_id) = existing {
-                return Ok(EventOutcome {
-                    event_id,
-                    duplicate: true,
-                    resumed: Vec::new(),
-                });
-            }
-        }
-        let event_id: i64 = sqlx::query_scalar(
-            "INSERT INTO events (user_id, name, properties, timestamp, received_at, idempotency_key)
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(user_id)
-        .bind(name)
-        .bind(properties.to_string())
-        .bind(timestamp as i64)
-        .bind(now as i64)
-        .bind(idempotency_key)
-        .fetch_one(&mut *tx)
-        .await?;
-        let waiting = sqlx::query(
-            "SELECT id, step, wait FROM runs WHERE status = 'waiting' AND user_id = ? AND wait_event = ?
-             AND pending_wake IS NULL",
-        )
-        .bind(user_id)
-        .bind(name)
-        .fetch_all(&mut *tx)
-        .await?;
-        let event = PendingEvent {
-            event_id,
-            name: name.to_string(),
-            properties: properties.clone(),
-            timestamp,
-        };
-        let mut resumed = Vec::new();
-        for row in waiting {
-            let wait: Wait =
-                serde_json::from_str(row.get("wait")).map_err(StoreError::corrupt("runs.wait"))?;
-            let WaitKind::Event { filter, .. } = &wait.kind else {
-                continue;
-            };
-            if !all_match(filter, properties) {
-                continue;
-            }
-            let id: i64 = row.get("id");
-            if deliver_event(&mut tx, id, row.get("step"), &event, now).await? {
-                resumed.push(id);
-            }
-        }
-        tx.commit().await?;
-        Ok(EventOutcome {
-            event_id,
-            duplicate: false,
-            resumed,
-        })
     }
 
     /// Outbox rows, of one run or all (newest 1000).
@@ -429,7 +325,7 @@ pub(super) async fn deliver_event(
     Ok(applied)
 }
 
-fn run_row(r: &SqliteRow) -> Result<RunRow, StoreError> {
+pub(super) fn run_row(r: &SqliteRow) -> Result<RunRow, StoreError> {
     let status: String = r.get("status");
     let wait: Option<String> = r.get("wait");
     let pending: Option<String> = r.get("pending_wake");
@@ -457,10 +353,52 @@ fn run_row(r: &SqliteRow) -> Result<RunRow, StoreError> {
             .transpose()
             .map_err(StoreError::corrupt("runs.pending_wake"))?,
         failure: r.get("failure"),
+        exit_reason: r.get("exit_reason"),
         seed: r.get::<i64, _>("seed") as u64,
         started_at: r.get::<i64, _>("started_at") as u64,
         ceiling_at: r.get::<i64, _>("ceiling_at") as u64,
         updated_at: r.get::<i64, _>("updated_at") as u64,
         ended_at: r.get::<Option<i64>, _>("ended_at").map(|t| t as u64),
     })
+}
+
+/// Inserts a run unless the user already has an active or waiting run of
+/// this journey (`None` then: the unique index refused it).
+pub(super) async fn insert_run(
+    tx: &mut Tx<'_>,
+    journey_id: &str,
+    version: &str,
+    user_id: &str,
+    input: &str,
+    ceiling_ms: u64,
+    now: u64,
+) -> Result<Option<RunRow>, StoreError> {
+    let seed = getrandom::u64().map_err(|e| StoreError::NoRandomness(e.to_string()))?;
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO runs (journey_id, version, user_id, input, status, step, due_at, seed, started_at,
+         ceiling_at, updated_at) VALUES (?, ?, ?, ?, 'active', 0, ?, ?, ?, ?, ?)
+         ON CONFLICT DO NOTHING RETURNING {RUN_COLUMNS}"
+    )))
+    .bind(journey_id)
+    .bind(version)
+    .bind(user_id)
+    .bind(input)
+    .bind(now as i64)
+    .bind(seed as i64)
+    .bind(now as i64)
+    .bind(now.saturating_add(ceiling_ms) as i64)
+    .bind(now as i64)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.as_ref().map(run_row).transpose()
+}
+
+/// Whether the contact was deleted (GDPR): no new runs for them.
+pub(super) async fn user_deleted(tx: &mut Tx<'_>, user_id: &str) -> Result<bool, StoreError> {
+    let deleted: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT deleted_at FROM contacts WHERE user_id = ?")
+            .bind(user_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(matches!(deleted, Some(Some(_))))
 }

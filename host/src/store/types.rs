@@ -88,6 +88,8 @@ pub struct RunRow {
     pub due_at: Option<u64>,
     pub pending_event: Option<PendingEvent>,
     pub failure: Option<String>,
+    /// Why an exited run ended: `exit-on:<event>`, `cancelled`, `user-deleted`.
+    pub exit_reason: Option<String>,
     /// The run's random seed (never shown: it would make randoms predictable).
     #[serde(skip)]
     pub seed: u64,
@@ -97,11 +99,13 @@ pub struct RunRow {
     pub ended_at: Option<u64>,
 }
 
-/// A run whose next step is due, with what it needs to run it.
+/// A run whose next step is due, claimed by this host, with what it needs to run it.
 #[derive(Debug, Clone)]
 pub struct DueRun {
     pub run: RunRow,
     pub snapshot: Option<Vec<u8>>,
+    /// The highest event id when the step was claimed.
+    pub watermark: i64,
 }
 
 /// How a step ended, as the store records it.
@@ -129,17 +133,9 @@ pub struct StepCommit {
     pub at: u64,
     /// The highest event id when the step was claimed: later events may satisfy the new wait.
     pub event_watermark: i64,
+    /// The host that claimed the step; only it may commit it.
+    pub lease_owner: String,
     pub now: u64,
-}
-
-/// What ingesting one event did.
-#[derive(Debug, Clone, Serialize)]
-pub struct EventOutcome {
-    pub event_id: i64,
-    /// The idempotency key was seen before; nothing changed.
-    pub duplicate: bool,
-    /// Runs whose wait this event resolved.
-    pub resumed: Vec<i64>,
 }
 
 /// A run's timeline entry.

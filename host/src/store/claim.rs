@@ -1,0 +1,84 @@
+//! Claiming due steps with leases: a run's step is executed by exactly one
+//! host at a time, and only the lease holder may commit it.
+
+use super::StoreError;
+use super::sqlite::{RUN_COLUMNS, Store, run_row};
+use super::types::DueRun;
+use sqlx::{AssertSqlSafe, Row};
+
+/// How long a claim holds (system time): far longer than a batch of steps
+/// takes, short enough that another host resumes a dead host's runs soon.
+pub const LEASE_MS: u64 = 30_000;
+
+impl Store {
+    /// Leases up to `limit` runs whose next step is due at `now` (run time)
+    /// and that no live lease holds (`lease_now` is system time), oldest due
+    /// first. The claim records the highest event id in the same statement,
+    /// so look-back after the step sees exactly the events stored since.
+    ///
+    /// # Errors
+    /// A database failure; nothing was claimed.
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        now: u64,
+        lease_now: u64,
+        limit: u32,
+    ) -> Result<Vec<DueRun>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE runs SET lease_owner = ?1, lease_until = ?2,
+                 claim_watermark = (SELECT COALESCE(MAX(id), 0) FROM events)
+             WHERE id IN (SELECT id FROM runs WHERE status IN ('active', 'waiting') AND due_at <= ?3
+                          AND (lease_until IS NULL OR lease_until < ?4) ORDER BY due_at, id LIMIT ?5)
+             RETURNING {RUN_COLUMNS}, snapshot, claim_watermark"
+        )))
+        .bind(owner)
+        .bind(lease_now.saturating_add(LEASE_MS) as i64)
+        .bind(now as i64)
+        .bind(lease_now as i64)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut due = rows
+            .iter()
+            .map(|r| {
+                Ok(DueRun {
+                    run: run_row(r)?,
+                    snapshot: r.get("snapshot"),
+                    watermark: r.get("claim_watermark"),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // RETURNING has no order: oldest due first.
+        due.sort_by_key(|d| (d.run.due_at, d.run.id));
+        Ok(due)
+    }
+
+    /// Releases every lease `owner` holds: a host does this when it starts,
+    /// for claims its previous life left behind, and when it stops.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
+        )
+        .bind(owner)
+        .execute(self.pool())
+        .await?
+        .rows_affected())
+    }
+
+    /// When the next run comes due, if any run waits.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn next_due_at(&self) -> Result<Option<u64>, StoreError> {
+        let at: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(due_at) FROM runs WHERE status IN ('active', 'waiting')",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok(at.map(|t| t as u64))
+    }
+}
