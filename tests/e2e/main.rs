@@ -3,6 +3,7 @@
 
 mod ceiling;
 mod cli;
+mod events;
 mod failures;
 mod process;
 mod runs;

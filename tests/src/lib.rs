@@ -17,7 +17,12 @@ pub fn component(name: &str) -> Vec<u8> {
 }
 
 /// The names of every sample journey (sample-journeys/*).
-pub const SAMPLES: [&str; 3] = ["welcome_series", "trial_expiry", "ceiling_probe"];
+pub const SAMPLES: [&str; 4] = [
+    "welcome_series",
+    "trial_expiry",
+    "ceiling_probe",
+    "abandoned_cart",
+];
 
 use cairn::clock::ManualClock;
 use cairn::engine::{Engine, EngineConfig};

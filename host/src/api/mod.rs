@@ -273,10 +273,15 @@ async fn disable(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
     Ok(Json(json!({ "journey": id, "enabled": false })).into_response())
 }
 
+/// `{"ms": N}` moves the virtual clock forward by N ms; `{"to": T}` moves
+/// it to unix ms T (never backwards), e.g. to resume a scenario after a restart.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Advance {
-    ms: u64,
+    #[serde(default)]
+    ms: Option<u64>,
+    #[serde(default)]
+    to: Option<u64>,
 }
 
 async fn advance_clock(
@@ -290,7 +295,16 @@ async fn advance_clock(
             "this host runs on the system clock; start it with `cairn serve --virtual-clock`",
         ));
     };
-    let now = clock.advance(advance.ms);
+    let now = match (advance.ms, advance.to) {
+        (Some(ms), None) => clock.advance(ms),
+        (None, Some(to)) => clock.advance_to(to),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "give either {\"ms\": N} (forward by N ms) or {\"to\": T} (to unix ms T)",
+            ));
+        }
+    };
     state.runtime.work.notify_one();
     Ok(Json(json!({ "now": now, "now_rfc3339": crate::clock::format(now) })).into_response())
 }

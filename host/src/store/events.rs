@@ -23,7 +23,7 @@ impl Store {
         events: &[(NewEvent, EventPlan)],
         now: u64,
     ) -> Result<Vec<EventOutcome>, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut outcomes = Vec::with_capacity(events.len());
         for (event, plan) in events {
             outcomes.push(apply_event(&mut tx, event, plan, now).await?);
@@ -37,7 +37,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::UserDeleted`] for a deleted contact, or a database failure.
     pub async fn identify(&self, contact: &Identify, now: u64) -> Result<Value, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         if user_deleted(&mut tx, &contact.user_id).await? {
             return Err(StoreError::UserDeleted(contact.user_id.clone()));
         }
@@ -77,7 +77,7 @@ impl Store {
     /// # Errors
     /// A database failure.
     pub async fn delete_contact(&self, user_id: &str, now: u64) -> Result<Vec<i64>, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO contacts (user_id, properties, created_at, updated_at, deleted_at)
              VALUES (?1, '{}', ?2, ?2, ?2)
@@ -99,7 +99,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::UnknownRun`], [`StoreError::RunEnded`], or a database failure.
     pub async fn cancel_run(&self, id: i64, now: u64) -> Result<RunRow, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE runs SET status = 'exited', exit_reason = 'cancelled', ended_at = ?1, updated_at = ?1,
                  wait_event = NULL, due_at = NULL, pending_wake = NULL, lease_owner = NULL, lease_until = NULL

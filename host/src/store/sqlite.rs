@@ -71,7 +71,7 @@ impl Store {
         now: u64,
     ) -> Result<bool, StoreError> {
         let meta = serde_json::to_string(version.meta).expect("meta serializes");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO journeys (id, name, active_version, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT(id) DO UPDATE SET name = excluded.name, active_version = excluded.active_version,
@@ -199,7 +199,7 @@ impl Store {
         now: u64,
     ) -> Result<RunRow, StoreError> {
         let (version, ceiling) = self.active_version(journey_id).await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         if user_deleted(&mut tx, user_id).await? {
             return Err(StoreError::UserDeleted(user_id.to_string()));
         }
@@ -253,7 +253,7 @@ impl Store {
     /// # Errors
     /// A database failure; nothing was committed.
     pub async fn commit_steps(&self, commits: &[StepCommit]) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let applied = super::commit::commit_steps(&mut tx, commits).await?;
         tx.commit().await?;
         Ok(applied)
@@ -289,6 +289,14 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Starts a transaction that will write. `BEGIN IMMEDIATE` takes the
+    /// write lock up front: a deferred transaction that reads first and then
+    /// writes fails at once (SQLITE_BUSY_SNAPSHOT) when another writer
+    /// committed in between, which waiting cannot fix.
+    pub(super) async fn write_tx(&self) -> Result<Tx<'static>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// The raw pool, for tests that inspect tables directly.

@@ -58,6 +58,14 @@ impl Store {
             let detail = outcome.get("detail").cloned().unwrap_or(outcome);
             push(&kind, detail);
         }
+        if let (Some(reason), Some(at)) = (&run.exit_reason, run.ended_at) {
+            timeline.push(TimelineEntry {
+                step: run.step,
+                at,
+                kind: "exited".into(),
+                detail: json!({ "reason": reason }),
+            });
+        }
         Ok(timeline)
     }
 }
