@@ -1,6 +1,7 @@
 //! End-to-end tests: real components built from source, the real engine,
 //! a real SQLite file, the real `cairn` binary.
 
+mod api;
 mod ceiling;
 mod cli;
 mod events;

@@ -210,6 +210,19 @@ impl Server {
         (response.status().as_u16(), response.json().await.unwrap())
     }
 
+    /// POST raw bytes with a content type; the status and the body as text.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, String) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
     /// POST raw bytes (a component) to `path`.
     pub async fn post_bytes(&self, path: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
         let response = self

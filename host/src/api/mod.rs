@@ -84,9 +84,18 @@ impl From<RuntimeError> for ApiError {
     fn from(err: RuntimeError) -> Self {
         let status = match &err {
             RuntimeError::Deploy(_) | RuntimeError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            RuntimeError::Store(StoreError::UnknownJourney(_))
-            | RuntimeError::UnknownVersion(_) => StatusCode::NOT_FOUND,
-            RuntimeError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RuntimeError::UnknownVersion(_) => StatusCode::NOT_FOUND,
+            RuntimeError::Store(store) => match store {
+                StoreError::UnknownJourney(_) | StoreError::UnknownRun(_) => StatusCode::NOT_FOUND,
+                StoreError::AlreadyActive { .. }
+                | StoreError::UserDeleted(_)
+                | StoreError::RunEnded { .. } => StatusCode::CONFLICT,
+                // A retry may help.
+                StoreError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+                StoreError::Migrate(_) | StoreError::Corrupt { .. } | StoreError::NoRandomness(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            },
         };
         ApiError::new(status, err.to_string())
     }
