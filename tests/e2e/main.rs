@@ -9,4 +9,5 @@ mod failures;
 mod process;
 mod runs;
 mod snapshots;
+mod soak;
 mod validation;

@@ -142,6 +142,19 @@ impl NowMs for ManualClock {
     }
 }
 
+/// Where a server's log goes: `<db>.log`, appended across restarts.
+fn log_file(db: &std::path::Path) -> std::process::Stdio {
+    let path = db.with_extension("log");
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
+        Ok(file) => file.into(),
+        Err(_) => std::process::Stdio::null(),
+    }
+}
+
 /// A `cairn serve` child process on a loopback port, on a virtual clock.
 pub struct Server {
     child: std::process::Child,
@@ -172,7 +185,7 @@ impl Server {
             .arg("--cache-dir")
             .arg(cache)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log_file(db))
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);

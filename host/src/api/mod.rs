@@ -92,9 +92,9 @@ impl From<RuntimeError> for ApiError {
                 | StoreError::RunEnded { .. } => StatusCode::CONFLICT,
                 // A retry may help.
                 StoreError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
-                StoreError::Migrate(_) | StoreError::Corrupt { .. } | StoreError::NoRandomness(_) => {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
+                StoreError::Migrate(_)
+                | StoreError::Corrupt { .. }
+                | StoreError::NoRandomness(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
         };
         ApiError::new(status, err.to_string())
@@ -283,7 +283,8 @@ async fn disable(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
 }
 
 /// `{"ms": N}` moves the virtual clock forward by N ms; `{"to": T}` moves
-/// it to unix ms T (never backwards), e.g. to resume a scenario after a restart.
+/// it to unix ms T (never backwards). A restarted host's virtual clock
+/// resumes from the latest time in its database.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Advance {

@@ -112,9 +112,16 @@ pub fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let virtual_clock = args
-        .virtual_clock
-        .then(|| ManualClock::new(SystemClock.now()));
+    let store = Store::open(&args.db)
+        .await
+        .with_context(|| format!("opening {}", args.db))?;
+    // A virtual clock resumes where the database left off: time never goes back.
+    let virtual_clock = if args.virtual_clock {
+        let resume_at = SystemClock.now().max(store.latest_time().await?);
+        Some(ManualClock::new(resume_at))
+    } else {
+        None
+    };
     let clock: Arc<dyn Clock> = match &virtual_clock {
         Some(c) => c.clone(),
         None => Arc::new(SystemClock),
@@ -123,9 +130,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cache_dir: Some(args.cache_dir.clone()),
         ..EngineConfig::default()
     })?;
-    let store = Store::open(&args.db)
-        .await
-        .with_context(|| format!("opening {}", args.db))?;
     let runtime = Runtime::new(engine, store, clock).with_host_id(&args.host_id);
     // Claims a previous life of this host left behind are ours to retake.
     let released = runtime.store.release_leases(runtime.host_id()).await?;

@@ -69,6 +69,20 @@ impl Store {
         .rows_affected())
     }
 
+    /// The latest time the database has seen (a run's last change, an
+    /// event's arrival): a virtual clock resumes from here after a restart.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn latest_time(&self) -> Result<u64, StoreError> {
+        let at: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(t) FROM (SELECT MAX(updated_at) AS t FROM runs UNION ALL SELECT MAX(received_at) FROM events)",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok(at.unwrap_or(0).max(0) as u64)
+    }
+
     /// When the next run comes due, if any run waits.
     ///
     /// # Errors
