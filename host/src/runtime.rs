@@ -4,7 +4,7 @@
 
 use crate::clock::{Clock, SystemClock};
 use crate::engine::{DeployError, Engine, LoadedJourney};
-use crate::ingest::{self, EventOutcome, Identify, IncomingEvent};
+use crate::ingest::{EventOutcome, Identify, IncomingEvent, IngestWriter};
 use crate::store::{NewVersion, RunRow, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -21,6 +21,9 @@ pub enum RuntimeError {
     UnknownVersion(String),
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// Storing events failed; a retry may help (a repeated idempotency key is safe).
+    #[error("could not store the events (a retry with the same idempotency keys is safe): {0}")]
+    Ingest(String),
 }
 
 /// A deployed version, as reported to callers.
@@ -45,10 +48,17 @@ pub struct Runtime {
     loaded: Arc<RwLock<HashMap<String, Arc<LoadedJourney>>>>,
     /// Woken whenever work may have come due (a new run, an event, a clock move).
     pub work: Arc<Notify>,
+    /// The runs whose steps each group commit applied, for whoever listens.
+    pub committed: tokio::sync::broadcast::Sender<Arc<[i64]>>,
+    ingest: IngestWriter,
 }
 
 impl Runtime {
+    /// The runtime over `store`; starts the ingest writer, so it must be
+    /// called inside a tokio runtime.
     pub fn new(engine: Engine, store: Store, clock: Arc<dyn Clock>) -> Self {
+        let work = Arc::new(Notify::new());
+        let ingest = IngestWriter::spawn(store.clone(), clock.clone(), work.clone());
         Runtime {
             engine,
             store,
@@ -56,7 +66,9 @@ impl Runtime {
             lease_clock: Arc::new(SystemClock),
             host_id: "local".into(),
             loaded: Arc::default(),
-            work: Arc::new(Notify::new()),
+            work,
+            committed: tokio::sync::broadcast::channel(1024).0,
+            ingest,
         }
     }
 
@@ -196,22 +208,10 @@ impl Runtime {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let journeys = self.store.active_journeys().await?;
-        let planned: Vec<_> = events
-            .into_iter()
-            .map(|event| {
-                let plan = ingest::plan(&event, &journeys);
-                (event, plan)
-            })
-            .collect();
-        let outcomes = self.store.apply_events(&planned, now).await?;
-        if outcomes
-            .iter()
-            .any(|o| !o.enrolled.is_empty() || !o.resumed.is_empty())
-        {
-            self.work.notify_one();
-        }
-        Ok(outcomes)
+        self.ingest
+            .apply(events)
+            .await
+            .map_err(RuntimeError::Ingest)
     }
 
     /// Creates or updates a contact.

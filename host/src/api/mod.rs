@@ -85,6 +85,7 @@ impl From<RuntimeError> for ApiError {
         let status = match &err {
             RuntimeError::Deploy(_) | RuntimeError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             RuntimeError::UnknownVersion(_) => StatusCode::NOT_FOUND,
+            RuntimeError::Ingest(_) => StatusCode::SERVICE_UNAVAILABLE,
             RuntimeError::Store(store) => match store {
                 StoreError::UnknownJourney(_) | StoreError::UnknownRun(_) => StatusCode::NOT_FOUND,
                 StoreError::AlreadyActive { .. }

@@ -2,7 +2,12 @@
 //! journey (does it trigger an enrollment, does it exit the user's run) from
 //! the journeys' `meta`; the store applies that plan, with idempotency keys,
 //! the entry rules and the resumption of waiting runs, in one transaction.
-//! Ingest never runs a journey itself: the scheduler does.
+//! Ingest never runs a journey itself: the scheduler does. Concurrent
+//! callers' events are group-committed by one [`IngestWriter`].
+
+mod writer;
+
+pub use writer::IngestWriter;
 
 use crate::durable::all_match;
 use crate::engine::{EntryLimit, JourneyMeta};

@@ -158,6 +158,15 @@ impl Scheduler {
         let started = Instant::now();
         let applied = self.runtime.store.commit_steps(commits).await?;
         let committed = applied.iter().filter(|a| **a).count();
+        if self.runtime.committed.receiver_count() > 0 {
+            let runs: Arc<[i64]> = commits
+                .iter()
+                .zip(&applied)
+                .filter(|(_, applied)| **applied)
+                .map(|(c, _)| c.run_id)
+                .collect();
+            let _ = self.runtime.committed.send(runs);
+        }
         Ok(TickReport {
             committed,
             discarded: applied.len() - committed,

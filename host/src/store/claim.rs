@@ -25,6 +25,7 @@ impl Store {
         lease_now: u64,
         limit: u32,
     ) -> Result<Vec<DueRun>, StoreError> {
+        let _writer = self.write_lock().await;
         let rows = sqlx::query(AssertSqlSafe(format!(
             "UPDATE runs SET lease_owner = ?1, lease_until = ?2,
                  claim_watermark = (SELECT COALESCE(MAX(id), 0) FROM events)
@@ -60,6 +61,7 @@ impl Store {
     /// # Errors
     /// A database failure.
     pub async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
+        let _writer = self.write_lock().await;
         Ok(sqlx::query(
             "UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
         )

@@ -12,7 +12,7 @@
 //! 3. A new event wait looks back for events stored since its step began.
 
 use super::StoreError;
-use super::sqlite::{Tx, deliver_event};
+use super::sqlite::{WriteTx, deliver_event};
 use super::types::*;
 use crate::durable::{Effect, WaitKind, all_match};
 use serde_json::{Value, json};
@@ -24,7 +24,7 @@ const ROWS_PER_STATEMENT: usize = 500;
 
 /// Commits the steps; per step, whether it applied.
 pub(super) async fn commit_steps(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx,
     commits: &[StepCommit],
 ) -> Result<Vec<bool>, StoreError> {
     let mut applied_ids = HashSet::with_capacity(commits.len());
@@ -60,7 +60,7 @@ pub(super) async fn commit_steps(
 }
 
 /// The guarded transition of every run in `chunk`; the ids that moved.
-async fn update_runs(tx: &mut Tx<'_>, chunk: &[StepCommit]) -> Result<Vec<i64>, StoreError> {
+async fn update_runs(tx: &mut WriteTx, chunk: &[StepCommit]) -> Result<Vec<i64>, StoreError> {
     let mut q = QueryBuilder::<Sqlite>::new(
         "WITH v(id, status, step, checkpoint, wait, wait_event, due_at, snapshot, failure, updated_at, \
          ended_at, expected_status, expected_step, lease_owner) AS (",
@@ -131,7 +131,7 @@ async fn update_runs(tx: &mut Tx<'_>, chunk: &[StepCommit]) -> Result<Vec<i64>, 
 }
 
 /// One `steps` row per applied step: what woke it, its effects and journal, how it ended.
-async fn insert_steps(tx: &mut Tx<'_>, applied: &[&StepCommit]) -> Result<(), StoreError> {
+async fn insert_steps(tx: &mut WriteTx, applied: &[&StepCommit]) -> Result<(), StoreError> {
     let mut q = QueryBuilder::<Sqlite>::new(
         "INSERT INTO steps (run_id, step, at, woken_by, event_id, effects, journal, outcome, committed_at) ",
     );
@@ -160,7 +160,7 @@ async fn insert_steps(tx: &mut Tx<'_>, applied: &[&StepCommit]) -> Result<(), St
 }
 
 async fn insert_outbox(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx,
     rows: &[(&StepCommit, &crate::durable::OutboxMessage)],
 ) -> Result<(), StoreError> {
     let mut q = QueryBuilder::<Sqlite>::new(
@@ -185,7 +185,7 @@ async fn insert_outbox(
 
 /// An event stored after the step began may already satisfy the wait it registered.
 async fn look_back(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx,
     c: &StepCommit,
     name: &str,
     filter: &[crate::durable::Condition],

@@ -3,7 +3,9 @@
 //! transaction; identifying and deleting contacts; cancelling runs.
 
 use super::StoreError;
-use super::sqlite::{RUN_COLUMNS, Store, Tx, deliver_event, insert_run, run_row, user_deleted};
+use super::sqlite::{
+    RUN_COLUMNS, Store, WriteTx, deliver_event, insert_run, run_row, user_deleted,
+};
 use super::types::*;
 use crate::durable::{Wait, WaitKind, all_match};
 use crate::engine::EntryLimit;
@@ -132,6 +134,7 @@ impl Store {
         enabled: bool,
         now: u64,
     ) -> Result<(), StoreError> {
+        let _writer = self.write_lock().await;
         let changed = sqlx::query("UPDATE journeys SET enabled = ?, updated_at = ? WHERE id = ?")
             .bind(enabled)
             .bind(now as i64)
@@ -172,7 +175,7 @@ impl Store {
 }
 
 async fn apply_event(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx,
     event: &NewEvent,
     plan: &EventPlan,
     now: u64,
@@ -217,7 +220,7 @@ async fn apply_event(
             .extend(exit_runs(tx, Some(journey), Some(&event.user_id), &reason, now).await?);
     }
 
-    let deleted = user_deleted(tx, &event.user_id).await?;
+    let deleted = !plan.enroll.is_empty() && user_deleted(tx, &event.user_id).await?;
     for journey in &plan.conditions_not_met {
         outcome.skipped.push(Skipped {
             journey: journey.clone(),
@@ -307,17 +310,20 @@ async fn apply_event(
         }
     }
 
-    sqlx::query("UPDATE events SET outcome = ? WHERE id = ?")
-        .bind(serde_json::to_string(&outcome).expect("an outcome serializes"))
-        .bind(event_id)
-        .execute(&mut **tx)
-        .await?;
+    // The outcome is what a repeated key gets back; without a key nobody can ask.
+    if event.idempotency_key.is_some() {
+        sqlx::query("UPDATE events SET outcome = ? WHERE id = ?")
+            .bind(serde_json::to_string(&outcome).expect("an outcome serializes"))
+            .bind(event_id)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(outcome)
 }
 
 /// Whether the entry rules refuse a new run of `journey` for `user`.
 async fn entry_refusal(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx,
     journey: &str,
     user: &str,
     limit: EntryLimit,
@@ -351,7 +357,7 @@ async fn entry_refusal(
 /// Ends the active and waiting runs of a journey and/or a user: status
 /// `exited`, wait cancelled, lease dropped, snapshot kept for inspection.
 async fn exit_runs(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx,
     journey: Option<&str>,
     user: Option<&str>,
     reason: &str,

@@ -18,6 +18,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite"
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Serializes this process's writers; see [`WriteTx`].
+    write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 pub(super) const RUN_COLUMNS: &str = "id, journey_id, version, user_id, input, status, step, checkpoint, \
@@ -58,7 +60,10 @@ impl Store {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            write_lock: Default::default(),
+        })
     }
 
     /// Registers a version (idempotent by hash) and makes it the journey's active one.
@@ -295,8 +300,15 @@ impl Store {
     /// write lock up front: a deferred transaction that reads first and then
     /// writes fails at once (SQLITE_BUSY_SNAPSHOT) when another writer
     /// committed in between, which waiting cannot fix.
-    pub(super) async fn write_tx(&self) -> Result<Tx<'static>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    pub(super) async fn write_tx(&self) -> Result<WriteTx, StoreError> {
+        let lock = self.write_lock.clone().lock_owned().await;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(WriteTx { tx, _lock: lock })
+    }
+
+    /// Holds this process's write lock for a single write statement.
+    pub(super) async fn write_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.write_lock.lock().await
     }
 
     /// The raw pool, for tests that inspect tables directly.
@@ -305,12 +317,42 @@ impl Store {
     }
 }
 
-pub(super) type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+/// A write transaction holding this process's write lock.
+///
+/// SQLite has one writer. When a second writer finds the lock taken, its
+/// busy handler *sleeps* (1, 2, 5, 10, ... up to 100 ms) before it retries,
+/// which puts tens of milliseconds on an event's way to its run. Writers in
+/// this process therefore queue on an async mutex first, which hands over
+/// the moment the holder commits; SQLite then never sees a busy lock. (One
+/// process writes a SQLite file; several hosts share Postgres instead.)
+pub(super) struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    _lock: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl WriteTx {
+    pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
 
 /// Resolves a run's event wait with `event`, exactly once: the first event
 /// wins, and a wait whose deadline has passed has already timed out.
 pub(super) async fn deliver_event(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx,
     run_id: i64,
     step: i64,
     event: &PendingEvent,
@@ -373,7 +415,7 @@ pub(super) fn run_row(r: &SqliteRow) -> Result<RunRow, StoreError> {
 /// Inserts a run unless the user already has an active or waiting run of
 /// this journey (`None` then: the unique index refused it).
 pub(super) async fn insert_run(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx,
     journey_id: &str,
     version: &str,
     user_id: &str,
@@ -402,7 +444,7 @@ pub(super) async fn insert_run(
 }
 
 /// Whether the contact was deleted (GDPR): no new runs for them.
-pub(super) async fn user_deleted(tx: &mut Tx<'_>, user_id: &str) -> Result<bool, StoreError> {
+pub(super) async fn user_deleted(tx: &mut WriteTx, user_id: &str) -> Result<bool, StoreError> {
     let deleted: Option<Option<i64>> =
         sqlx::query_scalar("SELECT deleted_at FROM contacts WHERE user_id = ?")
             .bind(user_id)
