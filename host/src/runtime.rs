@@ -7,6 +7,7 @@ use crate::engine::{DeployError, Engine, LoadedJourney};
 use crate::ingest::{EventOutcome, Identify, IncomingEvent, IngestWriter};
 use crate::store::{NewVersion, RunRow, Store, StoreError};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
 
@@ -51,6 +52,8 @@ pub struct Runtime {
     /// The runs whose steps each group commit applied, for whoever listens.
     pub committed: tokio::sync::broadcast::Sender<Arc<[i64]>>,
     ingest: IngestWriter,
+    /// Bumped when journeys' trigger and exit rules may have changed.
+    rules: Arc<AtomicU64>,
 }
 
 impl Runtime {
@@ -58,7 +61,8 @@ impl Runtime {
     /// called inside a tokio runtime.
     pub fn new(engine: Engine, store: Store, clock: Arc<dyn Clock>) -> Self {
         let work = Arc::new(Notify::new());
-        let ingest = IngestWriter::spawn(store.clone(), clock.clone(), work.clone());
+        let rules = Arc::new(AtomicU64::new(0));
+        let ingest = IngestWriter::spawn(store.clone(), clock.clone(), work.clone(), rules.clone());
         Runtime {
             engine,
             store,
@@ -69,6 +73,7 @@ impl Runtime {
             work,
             committed: tokio::sync::broadcast::channel(1024).0,
             ingest,
+            rules,
         }
     }
 
@@ -123,6 +128,7 @@ impl Runtime {
             )
             .await?;
         let journey_id = journey.meta.id.clone();
+        self.rules.fetch_add(1, Ordering::Release);
         self.loaded
             .write()
             .expect("journey cache lock")
@@ -244,9 +250,10 @@ impl Runtime {
     /// # Errors
     /// An unknown journey, or a database failure.
     pub async fn set_enabled(&self, journey_id: &str, enabled: bool) -> Result<(), RuntimeError> {
-        Ok(self
-            .store
+        self.store
             .set_enabled(journey_id, enabled, self.now())
-            .await?)
+            .await?;
+        self.rules.fetch_add(1, Ordering::Release);
+        Ok(())
     }
 }

@@ -280,7 +280,12 @@ async fn an_exit_that_races_a_running_step_discards_the_step_and_its_sends() {
         now,
     };
     assert_eq!(
-        host.runtime.store.commit_steps(&[commit]).await.unwrap(),
+        host.runtime
+            .store
+            .commit_steps(&[commit])
+            .await
+            .unwrap()
+            .applied,
         vec![false]
     );
     let after = host.run(run).await;

@@ -108,7 +108,10 @@ async fn a_step_that_crashed_before_commit_reruns_without_a_second_outbox_row() 
         lease_owner: "local".into(),
         now: T0,
     };
-    assert_eq!(store.commit_steps(&[stale]).await.unwrap(), vec![false]);
+    assert_eq!(
+        store.commit_steps(&[stale]).await.unwrap().applied,
+        vec![false]
+    );
     assert_eq!(host.run(run.id).await.status, RunStatus::Waiting);
 }
 
@@ -180,7 +183,10 @@ async fn an_event_that_arrives_while_the_registering_step_runs_is_delivered() {
     // ...and the step commits with the watermark from its claim.
     let loaded = host.runtime.journey(&run.version).await.unwrap();
     let commit = execute(&host, &due[0], "local", Wake::TimerFired, &loaded);
-    assert_eq!(store.commit_steps(&[commit]).await.unwrap(), vec![true]);
+    assert_eq!(
+        store.commit_steps(&[commit]).await.unwrap().applied,
+        vec![true]
+    );
     host.drain().await;
     let done = host.run(run.id).await;
     assert_eq!(done.status, RunStatus::Completed);
@@ -210,8 +216,14 @@ async fn a_host_whose_lease_passed_to_another_cannot_commit() {
     let late = execute(&host, &stalled[0], "host-a", Wake::TimerFired, &loaded);
     let fresh = execute(&host, &taken[0], "host-b", Wake::TimerFired, &loaded);
     // host-a wakes up and tries to commit first: fenced off by the lease.
-    assert_eq!(store.commit_steps(&[late]).await.unwrap(), vec![false]);
-    assert_eq!(store.commit_steps(&[fresh]).await.unwrap(), vec![true]);
+    assert_eq!(
+        store.commit_steps(&[late]).await.unwrap().applied,
+        vec![false]
+    );
+    assert_eq!(
+        store.commit_steps(&[fresh]).await.unwrap().applied,
+        vec![true]
+    );
     let outbox = store.outbox(Some(run.id)).await.unwrap();
     assert_eq!(outbox.iter().filter(|m| m.template == "tips").count(), 1);
 }

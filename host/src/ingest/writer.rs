@@ -1,16 +1,22 @@
 //! Group commit for ingest: one task applies every event queued by
-//! concurrent callers in one transaction, plans them against the journeys
-//! once per group, and answers each caller with its own outcomes. Under load
-//! the groups grow by themselves; alone, an event commits at once.
+//! concurrent callers in one transaction, plans them against the journeys'
+//! rules, and answers each caller with its own outcomes. Under load the
+//! groups grow by themselves; alone, an event commits at once.
 
-use super::{EventOutcome, NewEvent, plan};
+use super::{ActiveJourney, EventOutcome, NewEvent, plan};
 use crate::clock::Clock;
 use crate::store::Store;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 /// The most events one group commit takes.
 const MAX_GROUP: usize = 2_000;
+
+/// How long the journeys' rules are reused before they are read again (a
+/// deploy or an enable/disable through this process refreshes them at once).
+const RULES_TTL: Duration = Duration::from_secs(1);
 
 type Reply = oneshot::Sender<Result<Vec<EventOutcome>, String>>;
 
@@ -26,11 +32,24 @@ pub struct IngestWriter {
 }
 
 impl IngestWriter {
-    /// Starts the writer task (on the current tokio runtime). `work` is
-    /// notified when an event enrolled or resumed a run.
-    pub fn spawn(store: Store, clock: Arc<dyn Clock>, work: Arc<Notify>) -> Self {
+    /// Starts the writer task on the current tokio runtime. `work` is
+    /// notified when an event enrolled or resumed a run; `rules` is bumped
+    /// whenever journeys are deployed, enabled or disabled.
+    pub fn spawn(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        work: Arc<Notify>,
+        rules: Arc<AtomicU64>,
+    ) -> Self {
         let (queue, requests) = mpsc::channel(4_096);
-        tokio::spawn(run(store, clock, work, requests));
+        let writer = Writer {
+            store,
+            clock,
+            work,
+            generation: rules,
+            rules: None,
+        };
+        tokio::spawn(writer.run(requests));
         IngestWriter { queue }
     }
 
@@ -50,57 +69,88 @@ impl IngestWriter {
     }
 }
 
-async fn run(
+/// The journeys' trigger and exit rules, as last read.
+struct Rules {
+    journeys: Vec<ActiveJourney>,
+    generation: u64,
+    read_at: Instant,
+}
+
+struct Writer {
     store: Store,
     clock: Arc<dyn Clock>,
     work: Arc<Notify>,
-    mut requests: mpsc::Receiver<Request>,
-) {
-    while let Some(first) = requests.recv().await {
-        let mut size = first.events.len();
-        let mut group = vec![first];
-        while size < MAX_GROUP {
-            match requests.try_recv() {
-                Ok(request) => {
-                    size += request.events.len();
-                    group.push(request);
-                }
-                Err(_) => break,
-            }
-        }
-        let applied = apply(&store, clock.now(), &group).await;
-        match applied {
-            Ok(outcomes) => {
-                if outcomes
-                    .iter()
-                    .any(|o| !o.enrolled.is_empty() || !o.resumed.is_empty())
-                {
-                    work.notify_one();
-                }
-                let mut outcomes = outcomes.into_iter();
-                for request in group {
-                    let mine = outcomes.by_ref().take(request.events.len()).collect();
-                    let _ = request.reply.send(Ok(mine));
+    generation: Arc<AtomicU64>,
+    rules: Option<Rules>,
+}
+
+impl Writer {
+    async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
+        while let Some(first) = requests.recv().await {
+            let mut size = first.events.len();
+            let mut group = vec![first];
+            while size < MAX_GROUP {
+                match requests.try_recv() {
+                    Ok(request) => {
+                        size += request.events.len();
+                        group.push(request);
+                    }
+                    Err(_) => break,
                 }
             }
-            Err(why) => {
-                for request in group {
-                    let _ = request.reply.send(Err(why.clone()));
+            match self.apply(&group).await {
+                Ok(outcomes) => {
+                    if outcomes
+                        .iter()
+                        .any(|o| !o.enrolled.is_empty() || !o.resumed.is_empty())
+                    {
+                        self.work.notify_one();
+                    }
+                    let mut outcomes = outcomes.into_iter();
+                    for request in group {
+                        let mine = outcomes.by_ref().take(request.events.len()).collect();
+                        let _ = request.reply.send(Ok(mine));
+                    }
+                }
+                Err(why) => {
+                    for request in group {
+                        let _ = request.reply.send(Err(why.clone()));
+                    }
                 }
             }
         }
     }
-}
 
-async fn apply(store: &Store, now: u64, group: &[Request]) -> Result<Vec<EventOutcome>, String> {
-    let journeys = store.active_journeys().await.map_err(|e| e.to_string())?;
-    let planned: Vec<_> = group
-        .iter()
-        .flat_map(|r| r.events.iter())
-        .map(|event| (event.clone(), plan(event, &journeys)))
-        .collect();
-    store
-        .apply_events(&planned, now)
-        .await
-        .map_err(|e| e.to_string())
+    async fn apply(&mut self, group: &[Request]) -> Result<Vec<EventOutcome>, String> {
+        let current = self.generation.load(Ordering::Acquire);
+        let stale = self
+            .rules
+            .as_ref()
+            .is_none_or(|r| r.generation != current || r.read_at.elapsed() > RULES_TTL);
+        if stale {
+            self.rules = Some(Rules {
+                journeys: self
+                    .store
+                    .active_journeys()
+                    .await
+                    .map_err(|e| e.to_string())?,
+                generation: current,
+                read_at: Instant::now(),
+            });
+        }
+        let journeys = &self
+            .rules
+            .as_ref()
+            .expect("the rules were just read")
+            .journeys;
+        let planned: Vec<_> = group
+            .iter()
+            .flat_map(|r| r.events.iter())
+            .map(|event| (event.clone(), plan(event, journeys)))
+            .collect();
+        self.store
+            .apply_events(&planned, self.clock.now())
+            .await
+            .map_err(|e| e.to_string())
+    }
 }

@@ -43,6 +43,8 @@ pub struct TickReport {
     pub execute: Duration,
     /// The group commit.
     pub commit: Duration,
+    /// Runs the commit made due again at once (an event was already waiting).
+    pub redelivered: usize,
 }
 
 impl Scheduler {
@@ -103,12 +105,15 @@ impl Scheduler {
             total += report.committed;
             match next {
                 Some(batch) => current = batch,
-                None if report.committed + report.discarded == 0 => return Ok(total),
-                // Committing may have made more work due (an event found by look-back).
-                None => match self.claim(now).await? {
-                    Some(batch) => current = batch,
-                    None => return Ok(total),
-                },
+                // The commit made runs due again: an event was already there,
+                // or a step's next timer is already past.
+                None if report.redelivered > 0 || due_again(&commits, now) => {
+                    match self.claim(now).await? {
+                        Some(batch) => current = batch,
+                        None => return Ok(total),
+                    }
+                }
+                None => return Ok(total),
             }
         }
     }
@@ -156,7 +161,8 @@ impl Scheduler {
 
     async fn commit(&self, commits: &[StepCommit]) -> Result<TickReport, StoreError> {
         let started = Instant::now();
-        let applied = self.runtime.store.commit_steps(commits).await?;
+        let result = self.runtime.store.commit_steps(commits).await?;
+        let applied = result.applied;
         let committed = applied.iter().filter(|a| **a).count();
         if self.runtime.committed.receiver_count() > 0 {
             let runs: Arc<[i64]> = commits
@@ -171,6 +177,7 @@ impl Scheduler {
             committed,
             discarded: applied.len() - committed,
             commit: started.elapsed(),
+            redelivered: result.redelivered,
             ..TickReport::default()
         })
     }
@@ -191,6 +198,13 @@ impl Scheduler {
             let _ = tokio::time::timeout(wait, self.runtime.work.notified()).await;
         }
     }
+}
+
+/// Whether a committed step's next wait is already due at `now`.
+fn due_again(commits: &[StepCommit], now: u64) -> bool {
+    commits
+        .iter()
+        .any(|c| matches!(&c.end, StepEnd::Waiting { wait, .. } if wait.deadline <= now))
 }
 
 /// Runs one due step into the commit that records it.

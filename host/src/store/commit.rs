@@ -22,11 +22,12 @@ use std::collections::HashSet;
 /// Rows per multi-row statement: well under SQLite's 32,766 bound parameters.
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// Commits the steps; per step, whether it applied.
+/// Commits the steps: per step whether it applied, and how many new event
+/// waits an already stored event satisfied at once (those runs are due now).
 pub(super) async fn commit_steps(
     tx: &mut WriteTx,
     commits: &[StepCommit],
-) -> Result<Vec<bool>, StoreError> {
+) -> Result<Committed, StoreError> {
     let mut applied_ids = HashSet::with_capacity(commits.len());
     for chunk in commits.chunks(ROWS_PER_STATEMENT) {
         applied_ids.extend(update_runs(tx, chunk).await?);
@@ -46,17 +47,21 @@ pub(super) async fn commit_steps(
     for chunk in outbox.chunks(ROWS_PER_STATEMENT) {
         insert_outbox(tx, chunk).await?;
     }
+    let mut redelivered = 0;
     for c in &applied {
         if let StepEnd::Waiting { wait, .. } = &c.end
             && let WaitKind::Event { name, filter } = &wait.kind
         {
-            look_back(tx, c, name, filter).await?;
+            redelivered += usize::from(look_back(tx, c, name, filter).await?);
         }
     }
-    Ok(commits
-        .iter()
-        .map(|c| applied_ids.contains(&c.run_id))
-        .collect())
+    Ok(Committed {
+        applied: commits
+            .iter()
+            .map(|c| applied_ids.contains(&c.run_id))
+            .collect(),
+        redelivered,
+    })
 }
 
 /// The guarded transition of every run in `chunk`; the ids that moved.
@@ -189,7 +194,7 @@ async fn look_back(
     c: &StepCommit,
     name: &str,
     filter: &[crate::durable::Condition],
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let candidates = sqlx::query(
         "SELECT id, properties, timestamp FROM events WHERE user_id = ? AND name = ? AND id > ? ORDER BY id",
     )
@@ -208,9 +213,9 @@ async fn look_back(
                 properties,
                 timestamp: row.get::<i64, _>("timestamp") as u64,
             };
-            deliver_event(tx, c.run_id, i64::from(c.expected_step + 1), &event, c.now).await?;
-            break;
+            return deliver_event(tx, c.run_id, i64::from(c.expected_step + 1), &event, c.now)
+                .await;
         }
     }
-    Ok(())
+    Ok(false)
 }

@@ -138,6 +138,15 @@ pub struct StepCommit {
     pub now: u64,
 }
 
+/// What a group commit did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Per step, whether it applied.
+    pub applied: Vec<bool>,
+    /// New event waits that an event stored meanwhile satisfied at once.
+    pub redelivered: usize,
+}
+
 /// A run's timeline entry.
 #[derive(Debug, Clone, Serialize)]
 pub struct TimelineEntry {
