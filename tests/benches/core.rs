@@ -16,30 +16,11 @@ use cairn::engine::{Engine, EngineConfig, Session, StepCall};
 use cairn_tests::{DAY, Host, NowMs, T0, component};
 use std::time::{Duration, Instant};
 
+#[path = "common.rs"]
+mod common;
+use common::{Stats, selected, us};
+
 const MINUTE: u64 = 60_000;
-
-struct Stats(Vec<Duration>);
-
-impl Stats {
-    fn of(mut samples: Vec<Duration>) -> Self {
-        samples.sort();
-        Stats(samples)
-    }
-    fn pct(&self, p: f64) -> Duration {
-        let i = ((self.0.len() as f64 - 1.0) * p).round() as usize;
-        self.0[i]
-    }
-    fn p50(&self) -> Duration {
-        self.pct(0.5)
-    }
-    fn p99(&self) -> Duration {
-        self.pct(0.99)
-    }
-}
-
-fn us(d: Duration) -> String {
-    format!("{:.1} µs", d.as_secs_f64() * 1e6)
-}
 
 fn env(step: u32) -> StepEnv {
     StepEnv {
@@ -59,11 +40,19 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        snapshot_sizes().await;
-        resume_latency_and_history().await;
-        throughput().await;
+        if selected("snapshot-sizes") {
+            snapshot_sizes().await;
+        }
+        if selected("resume-latency history") {
+            resume_latency_and_history().await;
+        }
+        if selected("throughput") {
+            throughput().await;
+        }
     });
-    instantiate_and_restore();
+    if selected("instantiate-restore") {
+        instantiate_and_restore();
+    }
 }
 
 async fn snapshot_sizes() {

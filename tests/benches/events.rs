@@ -13,13 +13,9 @@ use cairn_tests::{DAY, Host};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-fn selected(section: &str) -> bool {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    args.is_empty() || args.iter().any(|a| section.contains(a.as_str()))
-}
+#[path = "common.rs"]
+mod common;
+use common::{Stats, ms, selected};
 
 fn event(user: String, name: &str) -> IncomingEvent {
     IncomingEvent {
@@ -46,14 +42,6 @@ async fn sign_up(host: &Host, from: usize, to: usize) -> Vec<i64> {
         start = end;
     }
     runs
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
 fn rss_mib() -> f64 {
@@ -127,19 +115,19 @@ async fn event_to_resume() {
     let sent = sender.await.unwrap();
     scheduler.abort();
     let elapsed = sent.last().unwrap().duration_since(start);
-    let mut latencies: Vec<Duration> = sent
-        .iter()
-        .zip(&resumed_at)
-        .map(|(s, r)| r.unwrap().duration_since(*s))
-        .collect();
-    latencies.sort();
+    let latencies = Stats::of(
+        sent.iter()
+            .zip(&resumed_at)
+            .map(|(s, r)| r.unwrap().duration_since(*s))
+            .collect(),
+    );
     println!(
         "{USERS} events in {:.1} s ({:.0}/s): event -> resumed step committed p50 {}  p99 {}  max {}  (target p99 <= 5 ms)\n",
         elapsed.as_secs_f64(),
         USERS as f64 / elapsed.as_secs_f64(),
-        ms(pct(&latencies, 0.5)),
-        ms(pct(&latencies, 0.99)),
-        ms(*latencies.last().unwrap())
+        ms(latencies.p50()),
+        ms(latencies.p99()),
+        ms(latencies.max())
     );
 }
 

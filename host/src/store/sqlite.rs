@@ -332,7 +332,10 @@ async fn checkpoint_wal(pool: SqlitePool) {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !pool.is_closed() {
         every.tick().await;
-        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
             if pool.is_closed() {
                 return;
             }

@@ -1,0 +1,53 @@
+//! What the bench targets share: section selection and percentiles.
+// Each bench target includes this file and uses a part of it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+/// Whether to run `section`: every section whose names contain one of the
+/// arguments (`cargo bench -p cairn-tests --bench core -- throughput`), or
+/// all of them when there is none.
+pub fn selected(section: &str) -> bool {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    args.is_empty() || args.iter().any(|a| section.contains(a.as_str()))
+}
+
+/// Samples, sorted, for percentiles.
+pub struct Stats(Vec<Duration>);
+
+impl Stats {
+    pub fn of(mut samples: Vec<Duration>) -> Self {
+        samples.sort();
+        Stats(samples)
+    }
+
+    pub fn pct(&self, p: f64) -> Duration {
+        let i = ((self.0.len() as f64 - 1.0) * p).round() as usize;
+        self.0[i]
+    }
+
+    pub fn p50(&self) -> Duration {
+        self.pct(0.5)
+    }
+
+    pub fn p99(&self) -> Duration {
+        self.pct(0.99)
+    }
+
+    pub fn max(&self) -> Duration {
+        *self.0.last().expect("at least one sample")
+    }
+}
+
+/// Microseconds, one decimal.
+pub fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+/// Milliseconds, two decimals.
+pub fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
