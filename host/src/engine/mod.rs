@@ -136,10 +136,6 @@ impl Engine {
         })
     }
 
-    pub fn wasmtime(&self) -> &wasmtime::Engine {
-        &self.inner
-    }
-
     pub fn limits(&self) -> &Limits {
         &self.config.limits
     }

@@ -62,11 +62,6 @@ impl Scheduler {
         self
     }
 
-    /// Steps per tick (and per group commit).
-    pub fn with_batch(mut self, batch: u32) -> Self {
-        self.batch = batch.max(1);
-        self
-    }
 
     /// Executes every step due at `now` (up to one batch) and commits them.
     ///
