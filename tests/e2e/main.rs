@@ -6,6 +6,7 @@ mod ceiling;
 mod cli;
 mod events;
 mod failures;
+mod hostile;
 mod process;
 mod runs;
 mod snapshots;

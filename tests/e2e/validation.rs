@@ -56,3 +56,34 @@ fn every_sample_journey_deploys() {
         assert_eq!(journey.meta.id, name.replace('_', "-"));
     }
 }
+
+#[test]
+fn code_that_changes_a_table_is_refused_naming_the_instruction() {
+    let wasm = wat::parse_str(
+        r#"(component (core module
+            (table 1 funcref)
+            (func (drop (table.grow 0 (ref.null func) (i32.const 1))))))"#,
+    )
+    .unwrap();
+    let err = refusal(&wasm);
+    assert!(err.contains("table.grow"), "{err}");
+    assert!(err.contains("may not change tables"), "{err}");
+}
+
+#[test]
+fn a_memory_declared_above_the_limit_is_refused() {
+    // 2,000 pages of 64 KiB: 125 MiB, above the default 64 MiB.
+    let wasm = wat::parse_str(
+        r#"(component
+            (core module $m (memory 2000) (func (export "f")))
+            (core instance $i (instantiate $m))
+            (func $f (canon lift (core func $i "f")))
+            (export "meta" (func $f))
+            (export "start" (func $f))
+            (export "resume" (func $f)))"#,
+    )
+    .unwrap();
+    let err = refusal(&wasm);
+    assert!(err.contains("memory of 125 MiB"), "{err}");
+    assert!(err.contains("memory limit of 64 MiB"), "{err}");
+}

@@ -64,13 +64,13 @@ fn channel_name(channel: wit::Channel) -> &'static str {
 
 impl durable::Host for StepState {
     fn sleep(&mut self, duration: u64) -> wasmtime::Result<Result<u32, wit::WaitError>> {
-        self.call_index();
+        self.call_index()?;
         let deadline = self.env.now.saturating_add(duration);
         Ok(self.register(WaitKind::Timer, deadline))
     }
 
     fn sleep_until(&mut self, at: u64) -> wasmtime::Result<Result<u32, wit::WaitError>> {
-        self.call_index();
+        self.call_index()?;
         Ok(self.register(WaitKind::Timer, at))
     }
 
@@ -80,7 +80,7 @@ impl durable::Host for StepState {
         timeout: u64,
         filter: Vec<wit::Condition>,
     ) -> wasmtime::Result<Result<u32, wit::WaitError>> {
-        self.call_index();
+        self.call_index()?;
         if name.trim().is_empty() {
             return Ok(Err(wit::WaitError::Invalid(
                 "the event name is empty".into(),
@@ -115,7 +115,7 @@ impl durable::Host for StepState {
     }
 
     fn checkpoint(&mut self, label: String) -> wasmtime::Result<()> {
-        self.call_index();
+        self.call_index()?;
         let label = truncate(label, self.limits.max_text_bytes);
         self.effect(Effect::Checkpoint { label });
         Ok(())
@@ -125,7 +125,7 @@ impl durable::Host for StepState {
         &mut self,
         message: wit::Message,
     ) -> wasmtime::Result<Result<wit::SendReceipt, wit::SendError>> {
-        let call = self.call_index();
+        let call = self.call_index()?;
         let size = message.to.len()
             + message.template.len()
             + message.props.len()
@@ -189,15 +189,18 @@ impl durable::Host for StepState {
     }
 
     fn now(&mut self) -> wasmtime::Result<u64> {
-        let call = self.call_index();
+        let call = self.call_index()?;
         let now = self.env.now;
         self.journal(call, "now", json!(now));
         Ok(now)
     }
 
     fn log(&mut self, level: wit::LogLevel, message: String) -> wasmtime::Result<()> {
-        self.call_index();
+        self.call_index()?;
         let message = truncate(message, self.limits.max_text_bytes);
+        if !self.log_budget(message.len()) {
+            return Ok(());
+        }
         tracing::event!(
             target: "cairn.journey",
             tracing::Level::INFO,
@@ -213,14 +216,15 @@ impl durable::Host for StepState {
     }
 
     fn random_u64(&mut self) -> wasmtime::Result<u64> {
-        let call = self.call_index();
+        let call = self.call_index()?;
         let value = derive_random(self.env.seed, self.env.step, call);
         self.journal(call, "random-u64", json!(value));
         Ok(value)
     }
 
     fn report_panic(&mut self, message: String) -> wasmtime::Result<()> {
-        self.call_index();
+        // Not counted against the import-call limit: a panic's message is
+        // what explains the failure.
         self.record.panic = Some(truncate(message, self.limits.max_text_bytes));
         Ok(())
     }

@@ -4,16 +4,24 @@ use wasmtime::ResourceLimiter;
 
 const DAY_MS: u64 = 86_400_000;
 
-/// Limits applied to every run. Defaults: 64 MiB of linear memory per
-/// memory, 1 s of CPU per step, 64 KiB per message, 16 KiB per log line or
-/// checkpoint label, an execution ceiling of 30 days that a journey may
-/// lower, or raise up to 365 days.
-#[derive(Debug, Clone)]
+/// Limits applied to every run of a tenant. Defaults: 64 MiB of linear
+/// memory per memory, 1 s of CPU per step, 10,000 host calls per step,
+/// 64 KiB per message, 16 KiB per log line or checkpoint label, 256 KiB of
+/// logs per step, 4 MiB per compressed snapshot, an execution ceiling of 30
+/// days that a journey may lower, or raise up to 365 days.
+///
+/// Serialized as the `limits` of a tenant; fields left out keep their defaults.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     pub max_memory_bytes: usize,
     pub max_step_cpu_ms: u64,
+    pub max_import_calls: u32,
     pub max_message_bytes: usize,
     pub max_text_bytes: usize,
+    pub max_step_log_bytes: usize,
+    /// The largest snapshot (compressed) a run may store at a wait.
+    pub max_snapshot_bytes: usize,
     /// The execution ceiling of journeys that do not declare one.
     pub default_ceiling_ms: u64,
     /// The longest execution ceiling a journey may declare.
@@ -25,8 +33,11 @@ impl Default for Limits {
         Limits {
             max_memory_bytes: 64 << 20,
             max_step_cpu_ms: 1_000,
+            max_import_calls: 10_000,
             max_message_bytes: 64 << 10,
             max_text_bytes: 16 << 10,
+            max_step_log_bytes: 256 << 10,
+            max_snapshot_bytes: 4 << 20,
             default_ceiling_ms: 30 * DAY_MS,
             max_ceiling_ms: 365 * DAY_MS,
         }

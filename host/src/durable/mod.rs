@@ -133,6 +133,7 @@ pub struct StepState {
     limits: Limits,
     pub(crate) limiter: StepLimiter,
     calls: u32,
+    log_bytes: usize,
     pub record: StepRecord,
     scan: ScanBuffer,
 }
@@ -144,6 +145,7 @@ impl StepState {
             limiter: StepLimiter::new(&limits),
             limits,
             calls: 0,
+            log_bytes: 0,
             record: StepRecord::default(),
             scan: ScanBuffer::Idle,
         }
@@ -153,6 +155,7 @@ impl StepState {
     pub fn next_step(&mut self, env: StepEnv) -> StepRecord {
         self.env = env;
         self.calls = 0;
+        self.log_bytes = 0;
         std::mem::take(&mut self.record)
     }
 
@@ -161,9 +164,40 @@ impl StepState {
     }
 
     /// Counts an import call and returns its index within the step.
-    fn call_index(&mut self) -> u32 {
+    ///
+    /// # Errors
+    /// A trap once the step made more calls than the import-call limit allows.
+    fn call_index(&mut self) -> wasmtime::Result<u32> {
+        if self.calls >= self.limits.max_import_calls {
+            let why = format!(
+                "import-call limit exceeded: the step made more than {} calls to the host",
+                self.limits.max_import_calls
+            );
+            self.limiter.hit = Some(why.clone());
+            return Err(wasmtime::Error::msg(why));
+        }
         self.calls += 1;
-        self.calls - 1
+        Ok(self.calls - 1)
+    }
+
+    /// Charges a log line to the step's log budget. Past the budget lines are
+    /// dropped, and the first dropped line is replaced by a notice saying so.
+    fn log_budget(&mut self, bytes: usize) -> bool {
+        if self.log_bytes > self.limits.max_step_log_bytes {
+            return false;
+        }
+        self.log_bytes += bytes;
+        if self.log_bytes > self.limits.max_step_log_bytes {
+            self.effect(Effect::Log {
+                level: "warn".into(),
+                message: format!(
+                    "log limit reached: the step logged more than {} bytes; its further lines are dropped",
+                    self.limits.max_step_log_bytes
+                ),
+            });
+            return false;
+        }
+        true
     }
 
     fn journal(&mut self, call: u32, import: &str, value: serde_json::Value) {

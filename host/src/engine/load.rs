@@ -43,6 +43,8 @@ pub struct LoadedJourney {
     pub(super) access: StateAccess,
     pub(super) pristine: Arc<Pristine>,
     pub(super) binding: Binding,
+    /// The largest initial size of any memory it declares, in bytes.
+    pub declared_memory: u64,
 }
 
 impl LoadedJourney {
@@ -65,6 +67,15 @@ impl LoadedJourney {
     }
 }
 
+/// Why a component whose memory starts larger than `limit` is refused.
+pub fn memory_refusal(declared: u64, limit: u64) -> String {
+    format!(
+        "the component declares a memory of {} MiB at instantiation, above the memory limit of {} MiB",
+        declared >> 20,
+        limit >> 20
+    )
+}
+
 /// sha-256 of a component.
 pub fn content_hash(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
@@ -77,7 +88,14 @@ impl Engine {
     /// [`DeployError`], naming what is wrong with the component.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedJourney, DeployError> {
         let _span = tracing::info_span!("cairn.engine.load", bytes = bytes.len()).entered();
-        super::validate::check(bytes).map_err(DeployError::Invalid)?;
+        let checked = super::validate::check(bytes).map_err(DeployError::Invalid)?;
+        let max_memory = self.limits().max_memory_bytes as u64;
+        if checked.largest_initial_memory > max_memory {
+            return Err(DeployError::Invalid(memory_refusal(
+                checked.largest_initial_memory,
+                max_memory,
+            )));
+        }
         let hash = content_hash(bytes);
         let instrumented = snapshot::instrument(bytes)?;
         let component = self.compile(&instrumented.bytes)?;
@@ -133,6 +151,7 @@ impl Engine {
             access,
             pristine: Arc::new(pristine),
             binding,
+            declared_memory: checked.largest_initial_memory,
         })
     }
 

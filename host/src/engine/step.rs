@@ -170,6 +170,21 @@ impl<'a> Session<'a> {
             }
             _ => (None, 0),
         };
+        let limit = self.store.data().limits().max_snapshot_bytes;
+        if let Some(bytes) = snapshot.as_ref().filter(|s| s.len() > limit) {
+            return Ok(StepOutcome {
+                result: StepResult::Failed(format!(
+                    "snapshot limit exceeded: the instance's state at its wait is {} KiB compressed \
+                     ({} KiB of changed memory), the limit is {} KiB",
+                    bytes.len() >> 10,
+                    dirty_bytes >> 10,
+                    limit >> 10
+                )),
+                record,
+                snapshot: None,
+                dirty_bytes,
+            });
+        }
         Ok(StepOutcome {
             result,
             record,

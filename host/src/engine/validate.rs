@@ -1,7 +1,16 @@
-//! Deploy-time checks on a component's imports and exports, before any
-//! compilation: a journey may import only cairn's interfaces.
+//! Deploy-time checks on a component's imports, exports and code, before
+//! any compilation: a journey may import only cairn's interfaces, and its
+//! code may not change a table after instantiation (snapshots hold linear
+//! memories and globals; a mutated table would not survive a restore).
 
-use wasmparser::{Encoding, Parser, Payload};
+use wasmparser::{Encoding, Operator, Parser, Payload};
+
+/// What the checks found that later stages need.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Checked {
+    /// The largest initial size of any memory the component declares, in bytes.
+    pub largest_initial_memory: u64,
+}
 
 /// The interfaces a journey may import (any other import is refused).
 const ALLOWED_IMPORTS: [&str; 2] = ["cairn:journey/types@0.1.0", "cairn:journey/durable@0.1.0"];
@@ -17,7 +26,8 @@ const RESERVED: [&str; 2] = [
 ///
 /// # Errors
 /// A message naming the offending import or the missing export.
-pub fn check(wasm: &[u8]) -> Result<(), String> {
+pub fn check(wasm: &[u8]) -> Result<Checked, String> {
+    let mut checked = Checked::default();
     let mut imports = Vec::new();
     let mut exports = Vec::new();
     let mut depth = 0usize;
@@ -47,6 +57,30 @@ pub fn check(wasm: &[u8]) -> Result<(), String> {
                         continue;
                     }
                     imports.push(import.name.name.to_string());
+                }
+            }
+            Payload::MemorySection(reader) => {
+                for memory in reader {
+                    let memory = memory.map_err(|e| format!("malformed memory section: {e}"))?;
+                    let page = 1u64 << memory.page_size_log2.unwrap_or(16);
+                    let bytes = memory.initial.saturating_mul(page);
+                    checked.largest_initial_memory = checked.largest_initial_memory.max(bytes);
+                }
+            }
+            Payload::CodeSectionEntry(body) => {
+                let mut operators = body
+                    .get_operators_reader()
+                    .map_err(|e| format!("malformed code: {e}"))?;
+                while !operators.eof() {
+                    let op = operators
+                        .read()
+                        .map_err(|e| format!("malformed code: {e}"))?;
+                    if let Some(name) = table_mutation(&op) {
+                        return Err(format!(
+                            "the component's code uses `{name}`: journeys may not change tables \
+                             after instantiation, because snapshots do not hold tables"
+                        ));
+                    }
                 }
             }
             Payload::ComponentExportSection(reader) if depth == 0 => {
@@ -97,5 +131,18 @@ pub fn check(wasm: &[u8]) -> Result<(), String> {
             missing.join(", ")
         ));
     }
-    Ok(())
+    Ok(checked)
+}
+
+/// The name of an instruction that changes a table at run time.
+fn table_mutation(op: &Operator<'_>) -> Option<&'static str> {
+    Some(match op {
+        Operator::TableSet { .. } => "table.set",
+        Operator::TableGrow { .. } => "table.grow",
+        Operator::TableFill { .. } => "table.fill",
+        Operator::TableCopy { .. } => "table.copy",
+        Operator::TableInit { .. } => "table.init",
+        Operator::ElemDrop { .. } => "elem.drop",
+        _ => return None,
+    })
 }

@@ -62,7 +62,6 @@ impl Scheduler {
         self
     }
 
-
     /// Executes every step due at `now` (up to one batch) and commits them.
     ///
     /// # Errors
