@@ -5,7 +5,8 @@
 //! - [`snapshot`]: instance state <-> bytes (instrument, capture, encode, restore);
 //! - [`durable`]: the durable context the journey imports (`sleep`, `send`, ...);
 //! - [`store`]: everything persisted (SQLite via sqlx);
-//! - [`runtime`]: deploy, start runs, ingest events;
+//! - [`runtime`]: deploy, start runs, ingest events, per-tenant limits;
+//! - [`hotload`]: a directory of components that deploys itself;
 //! - [`scheduler`]: executes due steps and group-commits them;
 //! - [`api`]: the HTTP API (axum);
 //! - [`cli`]: the `cairn` command;
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod clock;
 pub mod durable;
 pub mod engine;
+pub mod hotload;
 pub mod ingest;
 pub mod runtime;
 pub mod scheduler;

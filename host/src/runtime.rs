@@ -3,13 +3,18 @@
 //! `simulate` all go through it; the [`crate::scheduler`] executes the steps.
 
 use crate::clock::{Clock, SystemClock};
+use crate::durable::Limits;
 use crate::engine::{DeployError, Engine, LoadedJourney};
 use crate::ingest::{EventOutcome, Identify, IncomingEvent, IngestWriter};
 use crate::store::{NewVersion, RunRow, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+
+/// How long a tenant's limits are reused before they are read again.
+const LIMITS_TTL: Duration = Duration::from_secs(10);
 
 /// Why a runtime operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +25,8 @@ pub enum RuntimeError {
     Store(#[from] StoreError),
     #[error("version {0} is not in the database")]
     UnknownVersion(String),
+    #[error("no tenant {0:?}")]
+    UnknownTenant(String),
     #[error("invalid request: {0}")]
     Invalid(String),
     /// Storing events failed; a retry may help (a repeated idempotency key is safe).
@@ -36,6 +43,9 @@ pub struct Deployed {
     pub new: bool,
 }
 
+/// A tenant's limits and when they were read.
+type CachedLimits = (Arc<Limits>, Instant);
+
 /// Engine, store, clock and the cache of loaded versions.
 #[derive(Clone)]
 pub struct Runtime {
@@ -46,7 +56,10 @@ pub struct Runtime {
     lease_clock: Arc<dyn Clock>,
     /// This host's name as a lease owner; stable across restarts.
     host_id: Arc<str>,
+    /// Loaded versions by content hash (the same bytes load the same for every tenant).
     loaded: Arc<RwLock<HashMap<String, Arc<LoadedJourney>>>>,
+    /// Tenants' limits, as last read.
+    limits: Arc<RwLock<HashMap<String, CachedLimits>>>,
     /// Woken whenever work may have come due (a new run, an event, a clock move).
     pub work: Arc<Notify>,
     /// The runs whose steps each group commit applied, for whoever listens.
@@ -70,6 +83,7 @@ impl Runtime {
             lease_clock: Arc::new(SystemClock),
             host_id: "local".into(),
             loaded: Arc::default(),
+            limits: Arc::default(),
             work,
             committed: tokio::sync::broadcast::channel(1024).0,
             ingest,
@@ -102,11 +116,40 @@ impl Runtime {
         self.lease_clock.now()
     }
 
-    /// Validates, compiles and registers a component; new runs of its journey use it.
+    /// The limits of a tenant's runs: its own, within what the engine allows.
+    ///
+    /// # Errors
+    /// [`RuntimeError::UnknownTenant`], or a database failure.
+    pub async fn limits(&self, tenant: &str) -> Result<Arc<Limits>, RuntimeError> {
+        if let Some((limits, read_at)) = self.limits.read().expect("limits lock").get(tenant)
+            && read_at.elapsed() < LIMITS_TTL
+        {
+            return Ok(limits.clone());
+        }
+        let mut limits = self
+            .store
+            .tenant_limits(tenant)
+            .await?
+            .ok_or_else(|| RuntimeError::UnknownTenant(tenant.to_string()))?;
+        // A pooled memory slot is only as large as the engine's limit.
+        let host = self.engine.limits();
+        limits.max_memory_bytes = limits.max_memory_bytes.min(host.max_memory_bytes);
+        limits.max_ceiling_ms = limits.max_ceiling_ms.min(host.max_ceiling_ms);
+        let limits = Arc::new(limits);
+        self.limits
+            .write()
+            .expect("limits lock")
+            .insert(tenant.to_string(), (limits.clone(), Instant::now()));
+        Ok(limits)
+    }
+
+    /// Validates, compiles and registers a component for a tenant; new runs
+    /// of its journey use it at once, runs in flight stay on their version.
     ///
     /// # Errors
     /// [`RuntimeError::Deploy`] naming what is wrong with the component.
-    pub async fn deploy(&self, bytes: Vec<u8>) -> Result<Deployed, RuntimeError> {
+    pub async fn deploy(&self, tenant: &str, bytes: Vec<u8>) -> Result<Deployed, RuntimeError> {
+        let limits = self.limits(tenant).await?;
         let engine = self.engine.clone();
         let (bytes, journey) = tokio::task::spawn_blocking(move || {
             let loaded = engine.load(&bytes);
@@ -115,10 +158,26 @@ impl Runtime {
         .await
         .expect("the deploy task panicked");
         let journey = journey?;
+        if journey.declared_memory > limits.max_memory_bytes as u64 {
+            return Err(DeployError::Invalid(crate::engine::memory_refusal(
+                journey.declared_memory,
+                limits.max_memory_bytes as u64,
+            ))
+            .into());
+        }
+        if journey.meta.execution_timeout_ms > limits.max_ceiling_ms {
+            return Err(DeployError::Meta(format!(
+                "execution timeout of {} days is above the tenant's maximum of {} days",
+                journey.meta.execution_timeout_ms / 86_400_000,
+                limits.max_ceiling_ms / 86_400_000
+            ))
+            .into());
+        }
         let version = journey.hash_hex();
         let new = self
             .store
             .deploy_version(
+                tenant,
                 NewVersion {
                     hash: &version,
                     meta: &journey.meta,
@@ -133,7 +192,7 @@ impl Runtime {
             .write()
             .expect("journey cache lock")
             .insert(version.clone(), Arc::new(journey));
-        tracing::debug!(journey = %journey_id, %version, new, "deployed");
+        tracing::info!(tenant, journey = %journey_id, %version, new, "deployed");
         Ok(Deployed {
             journey_id,
             version,
@@ -141,18 +200,23 @@ impl Runtime {
         })
     }
 
-    /// The loaded version, compiling it from the database on first use.
+    /// A tenant's loaded version, compiling it from the database on first use.
     ///
     /// # Errors
     /// The version is unknown or no longer loads.
-    pub async fn journey(&self, version: &str) -> Result<Arc<LoadedJourney>, RuntimeError> {
+    pub async fn journey(
+        &self,
+        tenant: &str,
+        version: &str,
+    ) -> Result<Arc<LoadedJourney>, RuntimeError> {
         if let Some(j) = self.loaded.read().expect("journey cache lock").get(version) {
             return Ok(j.clone());
         }
         let bytes = self
             .store
-            .version_component(version)
+            .version_component(tenant, version)
             .await?
+            .filter(|bytes| !bytes.is_empty())
             .ok_or_else(|| RuntimeError::UnknownVersion(version.to_string()))?;
         let engine = self.engine.clone();
         let journey = tokio::task::spawn_blocking(move || engine.load(&bytes))
@@ -172,6 +236,7 @@ impl Runtime {
     /// An unknown journey, input that is not JSON, or a database failure.
     pub async fn start_run(
         &self,
+        tenant: &str,
         journey_id: &str,
         user_id: &str,
         input: &str,
@@ -183,7 +248,7 @@ impl Runtime {
             .map_err(|e| RuntimeError::Invalid(format!("input is not JSON: {e}")))?;
         let run = self
             .store
-            .create_run(journey_id, user_id, input, self.now())
+            .create_run(tenant, journey_id, user_id, input, self.now())
             .await?;
         self.work.notify_one();
         Ok(run)
@@ -197,6 +262,7 @@ impl Runtime {
     /// stored then), or a database failure.
     pub async fn ingest_events(
         &self,
+        tenant: &str,
         events: Vec<IncomingEvent>,
     ) -> Result<Vec<EventOutcome>, RuntimeError> {
         let now = self.now();
@@ -205,7 +271,7 @@ impl Runtime {
             .into_iter()
             .enumerate()
             .map(|(i, e)| {
-                e.validate(now).map_err(|why| {
+                e.validate(tenant, now).map_err(|why| {
                     RuntimeError::Invalid(if many {
                         format!("event {i}: {why}")
                     } else {
@@ -224,36 +290,95 @@ impl Runtime {
     ///
     /// # Errors
     /// A bad field, a deleted contact, or a database failure.
-    pub async fn identify(&self, contact: Identify) -> Result<serde_json::Value, RuntimeError> {
+    pub async fn identify(
+        &self,
+        tenant: &str,
+        contact: Identify,
+    ) -> Result<serde_json::Value, RuntimeError> {
         contact.validate().map_err(RuntimeError::Invalid)?;
-        Ok(self.store.identify(&contact, self.now()).await?)
+        Ok(self.store.identify(tenant, &contact, self.now()).await?)
     }
 
     /// Deletes a contact (GDPR): their runs exit, no new run starts. Returns the exited runs.
     ///
     /// # Errors
     /// A database failure.
-    pub async fn delete_user(&self, user_id: &str) -> Result<Vec<i64>, RuntimeError> {
-        Ok(self.store.delete_contact(user_id, self.now()).await?)
+    pub async fn delete_user(&self, tenant: &str, user_id: &str) -> Result<Vec<i64>, RuntimeError> {
+        Ok(self
+            .store
+            .delete_contact(tenant, user_id, self.now())
+            .await?)
+    }
+
+    /// One of a tenant's runs; another tenant's run is as unknown as a missing one.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownRun`], or a database failure.
+    pub async fn run(&self, tenant: &str, id: i64) -> Result<RunRow, RuntimeError> {
+        self.store
+            .run(id)
+            .await?
+            .filter(|run| run.tenant_id == tenant)
+            .ok_or_else(|| StoreError::UnknownRun(id).into())
     }
 
     /// Cancels a run: it exits at once.
     ///
     /// # Errors
     /// An unknown or already ended run, or a database failure.
-    pub async fn cancel_run(&self, id: i64) -> Result<RunRow, RuntimeError> {
-        Ok(self.store.cancel_run(id, self.now()).await?)
+    pub async fn cancel_run(&self, tenant: &str, id: i64) -> Result<RunRow, RuntimeError> {
+        Ok(self.store.cancel_run(tenant, id, self.now()).await?)
     }
 
     /// Turns enrollment on or off for a journey.
     ///
     /// # Errors
     /// An unknown journey, or a database failure.
-    pub async fn set_enabled(&self, journey_id: &str, enabled: bool) -> Result<(), RuntimeError> {
+    pub async fn set_enabled(
+        &self,
+        tenant: &str,
+        journey_id: &str,
+        enabled: bool,
+    ) -> Result<(), RuntimeError> {
         self.store
-            .set_enabled(journey_id, enabled, self.now())
+            .set_enabled(tenant, journey_id, enabled, self.now())
             .await?;
         self.rules.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes an earlier version of a journey the active one (a rollback).
+    ///
+    /// # Errors
+    /// An unknown or retired version, or a database failure.
+    pub async fn activate(
+        &self,
+        tenant: &str,
+        journey_id: &str,
+        version: &str,
+    ) -> Result<(), RuntimeError> {
+        self.store
+            .activate(tenant, journey_id, version, self.now())
+            .await?;
+        self.rules.fetch_add(1, Ordering::Release);
+        tracing::info!(tenant, journey = journey_id, version, "activated");
+        Ok(())
+    }
+
+    /// Retires a version no run uses and that is not active.
+    ///
+    /// # Errors
+    /// The version is active or has live runs, or a database failure.
+    pub async fn retire(
+        &self,
+        tenant: &str,
+        journey_id: &str,
+        version: &str,
+    ) -> Result<(), RuntimeError> {
+        self.store
+            .retire(tenant, journey_id, version, self.now())
+            .await?;
+        tracing::info!(tenant, journey = journey_id, version, "retired");
         Ok(())
     }
 }

@@ -1,28 +1,58 @@
 -- cairn's embedded schema. Times are unix milliseconds.
+-- Every journey, run, event, contact and outbox row belongs to a tenant.
+
+CREATE TABLE tenants (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    -- per-run limits (JSON, see host/src/durable/limits.rs); absent fields keep the defaults
+    limits     TEXT NOT NULL DEFAULT '{}',
+    created_at INTEGER NOT NULL
+);
+-- The single-tenant default: the quick start runs as this tenant without keys.
+INSERT INTO tenants (id, name, created_at) VALUES ('default', 'default', 0);
+
+-- API keys: bearer tokens, stored as their sha-256, each mapping to a tenant.
+CREATE TABLE api_keys (
+    hash       TEXT PRIMARY KEY,
+    tenant_id  TEXT NOT NULL REFERENCES tenants(id),
+    label      TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
 
 CREATE TABLE journeys (
-    id             TEXT PRIMARY KEY,
+    tenant_id      TEXT NOT NULL REFERENCES tenants(id),
+    id             TEXT NOT NULL,
     name           TEXT NOT NULL,
     active_version TEXT NOT NULL,
     -- a disabled journey enrolls nobody; its runs go on
     enabled        INTEGER NOT NULL DEFAULT 1,
     created_at     INTEGER NOT NULL,
-    updated_at     INTEGER NOT NULL
+    updated_at     INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
 );
 
 -- One row per deployed component (content hash). Runs pin their version.
 CREATE TABLE journey_versions (
-    hash        TEXT PRIMARY KEY,
-    journey_id  TEXT NOT NULL REFERENCES journeys(id),
+    tenant_id   TEXT NOT NULL,
+    hash        TEXT NOT NULL,
+    journey_id  TEXT NOT NULL,
     meta        TEXT NOT NULL,
     component   BLOB NOT NULL,
-    deployed_at INTEGER NOT NULL
+    deployed_at INTEGER NOT NULL,
+    -- when it was last made the active version
+    activated_at INTEGER NOT NULL,
+    -- retired: no runs left and not active; the component bytes are dropped
+    retired_at  INTEGER,
+    PRIMARY KEY (tenant_id, hash),
+    FOREIGN KEY (tenant_id, journey_id) REFERENCES journeys(tenant_id, id)
 );
 
 CREATE TABLE runs (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id     TEXT NOT NULL,
     journey_id    TEXT NOT NULL,
-    version       TEXT NOT NULL REFERENCES journey_versions(hash),
+    version       TEXT NOT NULL,
     user_id       TEXT NOT NULL,
     input         TEXT NOT NULL,
     -- active: its first step is due; waiting: suspended at a wait.
@@ -53,14 +83,16 @@ CREATE TABLE runs (
     started_at    INTEGER NOT NULL,
     ceiling_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL,
-    ended_at      INTEGER
+    ended_at      INTEGER,
+    FOREIGN KEY (tenant_id, version) REFERENCES journey_versions(tenant_id, hash)
 );
 CREATE INDEX runs_due ON runs(due_at) WHERE status IN ('active', 'waiting');
-CREATE INDEX runs_user_wait ON runs(user_id, wait_event) WHERE status = 'waiting';
-CREATE INDEX runs_journey ON runs(journey_id, status);
+CREATE INDEX runs_user_wait ON runs(tenant_id, user_id, wait_event) WHERE status = 'waiting';
+CREATE INDEX runs_journey ON runs(tenant_id, journey_id, status);
+CREATE INDEX runs_version ON runs(tenant_id, version, status);
 -- At most one active or waiting run per user per journey.
-CREATE UNIQUE INDEX runs_one_live ON runs(journey_id, user_id) WHERE status IN ('active', 'waiting');
-CREATE INDEX runs_user ON runs(user_id, journey_id, started_at);
+CREATE UNIQUE INDEX runs_one_live ON runs(tenant_id, journey_id, user_id) WHERE status IN ('active', 'waiting');
+CREATE INDEX runs_user ON runs(tenant_id, user_id, journey_id, started_at);
 
 -- One row per committed step: the run's history. A step commits once.
 CREATE TABLE steps (
@@ -84,6 +116,8 @@ CREATE TABLE steps (
 
 CREATE TABLE outbox (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id  TEXT NOT NULL,
+    -- run:step:call or run:label, so unique across tenants
     key        TEXT NOT NULL UNIQUE,
     run_id     INTEGER NOT NULL,
     step       INTEGER NOT NULL,
@@ -96,23 +130,27 @@ CREATE TABLE outbox (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX outbox_run ON outbox(run_id);
+CREATE INDEX outbox_tenant ON outbox(tenant_id, id);
 
 CREATE TABLE events (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id       TEXT NOT NULL,
     user_id         TEXT NOT NULL,
     name            TEXT NOT NULL,
     properties      TEXT NOT NULL,
     timestamp       INTEGER NOT NULL,
     received_at     INTEGER NOT NULL,
-    idempotency_key TEXT UNIQUE,
+    idempotency_key TEXT,
     -- what ingesting it did (JSON), returned again for a repeated key
     outcome         TEXT
 );
-CREATE INDEX events_user_name ON events(user_id, name, id);
+CREATE INDEX events_user_name ON events(tenant_id, user_id, name, id);
+CREATE UNIQUE INDEX events_key ON events(tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 
 -- Enrollments a trigger asked for but the entry rules refused.
 CREATE TABLE skipped_enrollments (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id  TEXT NOT NULL,
     event_id   INTEGER NOT NULL,
     journey_id TEXT NOT NULL,
     user_id    TEXT NOT NULL,
@@ -120,16 +158,18 @@ CREATE TABLE skipped_enrollments (
     reason     TEXT NOT NULL,
     at         INTEGER NOT NULL
 );
-CREATE INDEX skipped_user ON skipped_enrollments(user_id, journey_id);
+CREATE INDEX skipped_user ON skipped_enrollments(tenant_id, user_id, journey_id);
 
 -- The people journeys run for, by the product's user id.
 CREATE TABLE contacts (
-    user_id    TEXT PRIMARY KEY,
+    tenant_id  TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
     email      TEXT,
     timezone   TEXT,
     properties TEXT NOT NULL DEFAULT '{}',
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     -- soft deletion (GDPR): personal data erased, runs exited, no new runs
-    deleted_at INTEGER
+    deleted_at INTEGER,
+    PRIMARY KEY (tenant_id, user_id)
 );

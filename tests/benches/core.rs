@@ -13,6 +13,7 @@
 use cairn::durable::StepEnv;
 use cairn::engine::step::Wake;
 use cairn::engine::{Engine, EngineConfig, Session, StepCall};
+use cairn::store::DEFAULT_TENANT;
 use cairn_tests::{DAY, Host, NowMs, T0, component};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,7 @@ fn env(step: u32) -> StepEnv {
         ceiling_at: T0 + 365 * DAY,
         now: T0 + u64::from(step) * MINUTE,
         seed: 1,
+        limits: Default::default(),
     }
 }
 
@@ -126,7 +128,11 @@ async fn resume_latency_and_history() {
 
     // The engine's share: restore + run + snapshot, no database.
     let engine = host.runtime.engine.clone();
-    let loaded = host.runtime.journey(&run.version).await.unwrap();
+    let loaded = host
+        .runtime
+        .journey(&run.tenant_id, &run.version)
+        .await
+        .unwrap();
     let due = host
         .runtime
         .store
@@ -305,7 +311,13 @@ async fn throughput_with(workers: usize) {
     for i in 0..RUNS {
         host.runtime
             .store
-            .create_run(&journey, &format!("user-{i}"), r#"{"n":1000}"#, T0)
+            .create_run(
+                DEFAULT_TENANT,
+                &journey,
+                &format!("user-{i}"),
+                r#"{"n":1000}"#,
+                T0,
+            )
             .await
             .unwrap();
     }

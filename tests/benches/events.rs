@@ -9,6 +9,7 @@
 //!   (`CAIRN_BENCH_MAX_RUNS` caps the largest; default 1,000,000).
 
 use cairn::ingest::IncomingEvent;
+use cairn::store::DEFAULT_TENANT;
 use cairn_tests::{DAY, Host};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -36,7 +37,12 @@ async fn sign_up(host: &Host, from: usize, to: usize) -> Vec<i64> {
         let batch = (start..end)
             .map(|i| event(format!("user-{i}"), "signed_up"))
             .collect();
-        for outcome in host.runtime.ingest_events(batch).await.unwrap() {
+        for outcome in host
+            .runtime
+            .ingest_events(DEFAULT_TENANT, batch)
+            .await
+            .unwrap()
+        {
             runs.extend(outcome.enrolled);
         }
         start = end;
@@ -84,7 +90,10 @@ async fn event_to_resume() {
                 let runtime = runtime.clone();
                 calls.push(tokio::spawn(async move {
                     let outcome = runtime
-                        .ingest_events(vec![event(format!("user-{i}"), "purchased")])
+                        .ingest_events(
+                            DEFAULT_TENANT,
+                            vec![event(format!("user-{i}"), "purchased")],
+                        )
                         .await;
                     assert_eq!(outcome.unwrap()[0].resumed.len(), 1);
                 }));
@@ -147,7 +156,10 @@ async fn ingest_throughput() {
                 .map(|i| event(format!("user-{b}-{i}"), name))
                 .collect();
             let t = Instant::now();
-            host.runtime.ingest_events(batch).await.unwrap();
+            host.runtime
+                .ingest_events(DEFAULT_TENANT, batch)
+                .await
+                .unwrap();
             total += t.elapsed();
             events += 1_000;
         }

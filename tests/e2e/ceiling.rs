@@ -1,5 +1,6 @@
 //! Waits beyond the run's execution ceiling are refused at the import call.
 
+use cairn::store::DEFAULT_TENANT;
 use cairn::store::RunStatus;
 use cairn_tests::{DAY, Host};
 
@@ -21,7 +22,13 @@ async fn an_over_ceiling_wait_is_refused_and_the_journey_handles_it() {
         assert_eq!(run.ceiling_at - run.started_at, 30 * DAY);
     }
     host.advance(30 * DAY).await;
-    for run in host.runtime.store.runs(&Default::default()).await.unwrap() {
+    for run in host
+        .runtime
+        .store
+        .runs(DEFAULT_TENANT, &Default::default())
+        .await
+        .unwrap()
+    {
         assert_eq!(
             run.status,
             RunStatus::Completed,
@@ -29,7 +36,12 @@ async fn an_over_ceiling_wait_is_refused_and_the_journey_handles_it() {
             run.user_id,
             run.failure
         );
-        let outbox = host.runtime.store.outbox(Some(run.id)).await.unwrap();
+        let outbox = host
+            .runtime
+            .store
+            .outbox(DEFAULT_TENANT, Some(run.id))
+            .await
+            .unwrap();
         assert_eq!(outbox[0].template, "final-notice");
     }
 }

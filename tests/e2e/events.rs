@@ -2,7 +2,7 @@
 //! contacts and cancellation, in one process with a real SQLite file.
 
 use cairn::ingest::{SkipReason, Skipped};
-use cairn::store::RunStatus;
+use cairn::store::{DEFAULT_TENANT, RunStatus};
 use cairn_tests::{DAY, Host, NowMs, T0};
 use serde_json::json;
 
@@ -60,7 +60,10 @@ async fn entry_limits_once_once_per_period_and_unlimited() {
     // once: a second signup, even after the first run ended, enrolls nobody.
     let first = host.event("ada", "signed_up", json!({})).await;
     assert_eq!(first.enrolled.len(), 1);
-    host.runtime.cancel_run(first.enrolled[0]).await.unwrap();
+    host.runtime
+        .cancel_run(DEFAULT_TENANT, first.enrolled[0])
+        .await
+        .unwrap();
     let again = host.event("ada", "signed_up", json!({})).await;
     assert_eq!(
         again.skipped,
@@ -110,7 +113,10 @@ async fn entry_limits_once_once_per_period_and_unlimited() {
         twice.skipped,
         skipped("trial-expiry", SkipReason::AlreadyActive)
     );
-    host.runtime.cancel_run(trial).await.unwrap();
+    host.runtime
+        .cancel_run(DEFAULT_TENANT, trial)
+        .await
+        .unwrap();
     assert_eq!(
         host.event("ada", "trial_started", ends)
             .await
@@ -120,7 +126,12 @@ async fn entry_limits_once_once_per_period_and_unlimited() {
     );
 
     // Every skip is recorded with its reason.
-    let recorded = host.runtime.store.skipped_enrollments("ada").await.unwrap();
+    let recorded = host
+        .runtime
+        .store
+        .skipped_enrollments(DEFAULT_TENANT, "ada")
+        .await
+        .unwrap();
     let reasons: Vec<_> = recorded
         .iter()
         .map(|s| s["reason"].as_str().unwrap())
@@ -153,7 +164,11 @@ async fn concurrent_duplicate_triggers_enroll_the_user_once() {
                     timestamp: None,
                     idempotency_key: None,
                 };
-                runtime.ingest_events(vec![event]).await.unwrap().remove(0)
+                runtime
+                    .ingest_events(DEFAULT_TENANT, vec![event])
+                    .await
+                    .unwrap()
+                    .remove(0)
             })
         })
         .collect();
@@ -176,13 +191,13 @@ async fn a_disabled_journey_enrolls_nobody_until_enabled() {
     let host = Host::new().await;
     host.deploy("welcome_series").await;
     host.runtime
-        .set_enabled("welcome-series", false)
+        .set_enabled(DEFAULT_TENANT, "welcome-series", false)
         .await
         .unwrap();
     let off = host.event("ada", "signed_up", json!({})).await;
     assert_eq!(off.skipped, skipped("welcome-series", SkipReason::Disabled));
     host.runtime
-        .set_enabled("welcome-series", true)
+        .set_enabled(DEFAULT_TENANT, "welcome-series", true)
         .await
         .unwrap();
     assert_eq!(
@@ -220,10 +235,21 @@ async fn exit_on_ends_a_sleeping_run_and_a_waiting_run_at_once() {
         assert_eq!(run.exit_reason.as_deref(), Some(reason));
         assert_eq!(run.due_at, None, "the wait is cancelled");
     }
-    let sends_before = host.runtime.store.outbox(None).await.unwrap().len();
+    let sends_before = host
+        .runtime
+        .store
+        .outbox(DEFAULT_TENANT, None)
+        .await
+        .unwrap()
+        .len();
     host.advance(5 * DAY).await;
     assert_eq!(
-        host.runtime.store.outbox(None).await.unwrap().len(),
+        host.runtime
+            .store
+            .outbox(DEFAULT_TENANT, None)
+            .await
+            .unwrap()
+            .len(),
         sends_before
     );
     // A purchase after the exit resumes nothing: exited is terminal.
@@ -267,6 +293,7 @@ async fn an_exit_that_races_a_running_step_discards_the_step_and_its_sends() {
     assert_eq!(scheduler.drain(now).await.unwrap(), 0);
     let commit = cairn::store::StepCommit {
         run_id: run,
+        tenant_id: DEFAULT_TENANT.into(),
         user_id: "ada".into(),
         expected_status: RunStatus::Waiting,
         expected_step: 1,
@@ -293,7 +320,7 @@ async fn an_exit_that_races_a_running_step_discards_the_step_and_its_sends() {
     assert!(
         host.runtime
             .store
-            .outbox(Some(run))
+            .outbox(DEFAULT_TENANT, Some(run))
             .await
             .unwrap()
             .is_empty()
@@ -328,7 +355,11 @@ async fn the_same_idempotency_key_changes_state_once() {
                     timestamp: None,
                     idempotency_key: Some("k2".into()),
                 };
-                runtime.ingest_events(vec![event]).await.unwrap().remove(0)
+                runtime
+                    .ingest_events(DEFAULT_TENANT, vec![event])
+                    .await
+                    .unwrap()
+                    .remove(0)
             })
         })
         .collect();
@@ -341,7 +372,15 @@ async fn the_same_idempotency_key_changes_state_once() {
         user_id: Some("bob".into()),
         ..Default::default()
     };
-    assert_eq!(host.runtime.store.runs(&filter).await.unwrap().len(), 1);
+    assert_eq!(
+        host.runtime
+            .store
+            .runs(DEFAULT_TENANT, &filter)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     let events: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE idempotency_key = 'k2'")
             .fetch_one(host.runtime.store.pool())
@@ -361,19 +400,25 @@ async fn deleting_a_user_exits_their_runs_and_refuses_new_ones() {
         properties: Some(props),
     };
     host.runtime
-        .identify(identify(json!({"plan": "pro", "seats": 3})))
+        .identify(DEFAULT_TENANT, identify(json!({"plan": "pro", "seats": 3})))
         .await
         .unwrap();
     let merged = host
         .runtime
-        .identify(identify(json!({"seats": 5, "plan": null})))
+        .identify(DEFAULT_TENANT, identify(json!({"seats": 5, "plan": null})))
         .await
         .unwrap();
     assert_eq!(merged["properties"], json!({"seats": 5}));
 
     let run = host.event("ada", "signed_up", json!({})).await.enrolled[0];
     host.drain().await;
-    assert_eq!(host.runtime.delete_user("ada").await.unwrap(), vec![run]);
+    assert_eq!(
+        host.runtime
+            .delete_user(DEFAULT_TENANT, "ada")
+            .await
+            .unwrap(),
+        vec![run]
+    );
     let run = host.run(run).await;
     assert_eq!(
         (run.status, run.exit_reason.as_deref()),
@@ -386,7 +431,7 @@ async fn deleting_a_user_exits_their_runs_and_refuses_new_ones() {
     );
     let err = host
         .runtime
-        .identify(identify(json!({})))
+        .identify(DEFAULT_TENANT, identify(json!({})))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("was deleted"), "{err}");
@@ -403,18 +448,27 @@ async fn cancelling_a_run_exits_it_and_a_second_cancel_says_why_not() {
     let host = Host::new().await;
     let journey = host.deploy("welcome_series").await;
     let run = host.start(&journey, "ada", "{}").await;
-    let cancelled = host.runtime.cancel_run(run.id).await.unwrap();
+    let cancelled = host
+        .runtime
+        .cancel_run(DEFAULT_TENANT, run.id)
+        .await
+        .unwrap();
     assert_eq!(
         (cancelled.status, cancelled.exit_reason.as_deref()),
         (RunStatus::Exited, Some("cancelled"))
     );
     let err = host
         .runtime
-        .cancel_run(run.id)
+        .cancel_run(DEFAULT_TENANT, run.id)
         .await
         .unwrap_err()
         .to_string();
     assert!(err.contains("already ended (exited)"), "{err}");
-    let err = host.runtime.cancel_run(9999).await.unwrap_err().to_string();
+    let err = host
+        .runtime
+        .cancel_run(DEFAULT_TENANT, 9999)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no run 9999"), "{err}");
 }

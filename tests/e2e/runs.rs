@@ -3,6 +3,7 @@
 
 use cairn::engine::step::Wake;
 use cairn::engine::{Session, StepCall, StepResult};
+use cairn::store::DEFAULT_TENANT;
 use cairn::store::{RunStatus, StepCommit, StepEnd};
 use cairn_tests::{DAY, Host, T0};
 use serde_json::json;
@@ -22,7 +23,12 @@ async fn an_event_resumes_the_waiting_run_and_later_events_change_nothing() {
     let done = host.run(run.id).await;
     assert_eq!(done.status, RunStatus::Completed);
     assert_eq!(done.checkpoint.as_deref(), Some("converted"));
-    let outbox = host.runtime.store.outbox(Some(run.id)).await.unwrap();
+    let outbox = host
+        .runtime
+        .store
+        .outbox(DEFAULT_TENANT, Some(run.id))
+        .await
+        .unwrap();
     let templates: Vec<_> = outbox.iter().map(|m| m.template.as_str()).collect();
     assert_eq!(templates, ["welcome", "tips", "thank-you"]);
     assert_eq!(outbox[2].props["item"], "boots");
@@ -37,7 +43,12 @@ async fn an_event_resumes_the_waiting_run_and_later_events_change_nothing() {
         (RunStatus::Completed, done.step)
     );
     assert_eq!(
-        host.runtime.store.outbox(Some(run.id)).await.unwrap().len(),
+        host.runtime
+            .store
+            .outbox(DEFAULT_TENANT, Some(run.id))
+            .await
+            .unwrap()
+            .len(),
         3
     );
 }
@@ -62,7 +73,7 @@ async fn a_step_that_crashed_before_commit_reruns_without_a_second_outbox_row() 
     let journey = host.deploy("welcome_series").await;
     let run = host
         .runtime
-        .start_run(&journey, "ada", r#"{"name":"Ada"}"#)
+        .start_run(DEFAULT_TENANT, &journey, "ada", r#"{"name":"Ada"}"#)
         .await
         .unwrap();
 
@@ -88,7 +99,7 @@ async fn a_step_that_crashed_before_commit_reruns_without_a_second_outbox_row() 
     host.drain().await;
     let after = host.run(run.id).await;
     assert_eq!(after.status, RunStatus::Waiting);
-    let outbox = store.outbox(Some(run.id)).await.unwrap();
+    let outbox = store.outbox(DEFAULT_TENANT, Some(run.id)).await.unwrap();
     assert_eq!(outbox.len(), 1, "the welcome email is queued exactly once");
     // Keyed by (run, step, call): the welcome email is call 1 of step 0, after the A/B draw.
     assert_eq!(outbox[0].key, format!("{}:0:1", run.id));
@@ -96,6 +107,7 @@ async fn a_step_that_crashed_before_commit_reruns_without_a_second_outbox_row() 
     // A stale commit of the same step (a second worker) is refused by the guard.
     let stale = StepCommit {
         run_id: run.id,
+        tenant_id: DEFAULT_TENANT.into(),
         user_id: "ada".into(),
         expected_status: RunStatus::Active,
         expected_step: 0,
@@ -132,6 +144,7 @@ fn execute(
         ceiling_at: run.ceiling_at,
         now: run.due_at.unwrap(),
         seed: run.seed,
+        limits: Default::default(),
     };
     let call = StepCall::Resume(wake);
     let out = Session::run_step(
@@ -147,6 +160,7 @@ fn execute(
     };
     StepCommit {
         run_id: run.id,
+        tenant_id: DEFAULT_TENANT.into(),
         user_id: run.user_id.clone(),
         expected_status: run.status,
         expected_step: run.step,
@@ -181,7 +195,11 @@ async fn an_event_that_arrives_while_the_registering_step_runs_is_delivered() {
     let outcome = host.event("ada", "purchased", json!({"item": "hat"})).await;
     assert!(outcome.resumed.is_empty());
     // ...and the step commits with the watermark from its claim.
-    let loaded = host.runtime.journey(&run.version).await.unwrap();
+    let loaded = host
+        .runtime
+        .journey(&run.tenant_id, &run.version)
+        .await
+        .unwrap();
     let commit = execute(&host, &due[0], "local", Wake::TimerFired, &loaded);
     assert_eq!(
         store.commit_steps(&[commit]).await.unwrap().applied,
@@ -212,7 +230,11 @@ async fn a_host_whose_lease_passed_to_another_cannot_commit() {
         .await
         .unwrap();
     assert_eq!(taken.len(), 1);
-    let loaded = host.runtime.journey(&run.version).await.unwrap();
+    let loaded = host
+        .runtime
+        .journey(&run.tenant_id, &run.version)
+        .await
+        .unwrap();
     let late = execute(&host, &stalled[0], "host-a", Wake::TimerFired, &loaded);
     let fresh = execute(&host, &taken[0], "host-b", Wake::TimerFired, &loaded);
     // host-a wakes up and tries to commit first: fenced off by the lease.
@@ -224,6 +246,6 @@ async fn a_host_whose_lease_passed_to_another_cannot_commit() {
         store.commit_steps(&[fresh]).await.unwrap().applied,
         vec![true]
     );
-    let outbox = store.outbox(Some(run.id)).await.unwrap();
+    let outbox = store.outbox(DEFAULT_TENANT, Some(run.id)).await.unwrap();
     assert_eq!(outbox.iter().filter(|m| m.template == "tips").count(), 1);
 }

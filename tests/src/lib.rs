@@ -29,7 +29,7 @@ use cairn::engine::{Engine, EngineConfig};
 use cairn::ingest::{EventOutcome, IncomingEvent};
 use cairn::runtime::Runtime;
 use cairn::scheduler::Scheduler;
-use cairn::store::{RunRow, Store};
+use cairn::store::{DEFAULT_TENANT, RunRow, Store};
 use std::sync::Arc;
 
 /// A fixed start time for virtual clocks: 2026-05-28T20:26:40Z.
@@ -70,7 +70,7 @@ impl Host {
     /// Deploys a built journey; its journey id.
     pub async fn deploy(&self, name: &str) -> String {
         self.runtime
-            .deploy(component(name))
+            .deploy(DEFAULT_TENANT, component(name))
             .await
             .unwrap()
             .journey_id
@@ -78,7 +78,11 @@ impl Host {
 
     /// Starts a run and executes its first step.
     pub async fn start(&self, journey: &str, user: &str, input: &str) -> RunRow {
-        let run = self.runtime.start_run(journey, user, input).await.unwrap();
+        let run = self
+            .runtime
+            .start_run(DEFAULT_TENANT, journey, user, input)
+            .await
+            .unwrap();
         self.drain().await;
         self.run(run.id).await
     }
@@ -124,7 +128,7 @@ impl Host {
             idempotency_key: key.map(str::to_string),
         };
         self.runtime
-            .ingest_events(vec![event])
+            .ingest_events(DEFAULT_TENANT, vec![event])
             .await
             .unwrap()
             .remove(0)
@@ -156,10 +160,25 @@ fn log_file(db: &std::path::Path) -> std::process::Stdio {
 }
 
 /// A `cairn serve` child process on a loopback port, on a virtual clock.
+/// It derefs to an [`Api`] client without a key.
 pub struct Server {
     child: std::process::Child,
+    api: Api,
+}
+
+impl std::ops::Deref for Server {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// An HTTP client of one server, with or without an API key.
+#[derive(Clone)]
+pub struct Api {
     pub base: String,
     client: reqwest::Client,
+    key: Option<String>,
 }
 
 impl Server {
@@ -167,6 +186,16 @@ impl Server {
     /// accepts connections. `binary` is the test's
     /// `env!("CARGO_BIN_EXE_cairn-under-test")` (only integration tests see it).
     pub fn start(binary: &str, db: &std::path::Path, cache: &std::path::Path) -> Server {
+        Server::start_with(binary, db, cache, &[])
+    }
+
+    /// Like [`Server::start`], with more arguments for `cairn serve`.
+    pub fn start_with(
+        binary: &str,
+        db: &std::path::Path,
+        cache: &std::path::Path,
+        extra: &[&str],
+    ) -> Server {
         use std::time::{Duration, Instant};
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -184,6 +213,7 @@ impl Server {
             .arg(format!("sqlite://{}", db.display()))
             .arg("--cache-dir")
             .arg(cache)
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(log_file(db))
             .spawn()
@@ -195,27 +225,67 @@ impl Server {
         }
         Server {
             child,
-            base: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::new(),
+            api: Api {
+                base: format!("http://127.0.0.1:{port}"),
+                client: reqwest::Client::new(),
+                key: None,
+            },
+        }
+    }
+
+    /// A client that sends `key` as its bearer token.
+    pub fn with_key(&self, key: &str) -> Api {
+        Api {
+            key: Some(key.to_string()),
+            ..self.api.clone()
+        }
+    }
+
+    /// Kills the process with SIGKILL: no graceful shutdown.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Api {
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, format!("{}{path}", self.base));
+        match &self.key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
         }
     }
 
     /// GET `path`, as JSON.
     pub async fn get(&self, path: &str) -> serde_json::Value {
+        self.get_status(path).await.1
+    }
+
+    /// GET `path`: the status and the JSON answer.
+    pub async fn get_status(&self, path: &str) -> (u16, serde_json::Value) {
         let response = self
-            .client
-            .get(format!("{}{path}", self.base))
+            .request(reqwest::Method::GET, path)
             .send()
             .await
             .unwrap();
-        response.json().await.unwrap()
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// DELETE `path`: the status and the JSON answer.
+    pub async fn delete(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .request(reqwest::Method::DELETE, path)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
     }
 
     /// POST a JSON body to `path`; the status and the JSON answer.
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
         let response = self
-            .client
-            .post(format!("{}{path}", self.base))
+            .request(reqwest::Method::POST, path)
             .json(body)
             .send()
             .await
@@ -226,8 +296,7 @@ impl Server {
     /// POST raw bytes with a content type; the status and the body as text.
     pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, String) {
         let response = self
-            .client
-            .post(format!("{}{path}", self.base))
+            .request(reqwest::Method::POST, path)
             .header("content-type", content_type)
             .body(body)
             .send()
@@ -239,8 +308,7 @@ impl Server {
     /// POST raw bytes (a component) to `path`.
     pub async fn post_bytes(&self, path: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
         let response = self
-            .client
-            .post(format!("{}{path}", self.base))
+            .request(reqwest::Method::POST, path)
             .body(body)
             .send()
             .await
@@ -266,12 +334,6 @@ impl Server {
             );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-    }
-
-    /// Kills the process with SIGKILL: no graceful shutdown.
-    pub fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
     }
 }
 

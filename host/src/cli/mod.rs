@@ -1,20 +1,14 @@
 //! The `cairn` command: arguments -> configuration -> dispatch, exit codes.
 //! No business rules here; everything goes through [`crate::runtime`].
 
+mod serve;
 mod simulate;
+mod tenant;
 
-use crate::api::{AppState, router};
-use crate::clock::{Clock, ManualClock, SystemClock};
-use crate::engine::{Engine, EngineConfig};
-use crate::runtime::Runtime;
-use crate::scheduler::Scheduler;
-use crate::store::Store;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -30,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the HTTP API and run the scheduler.
-    Serve(ServeArgs),
+    Serve(serve::ServeArgs),
     /// Deploy a component to a running host.
     Deploy {
         /// The component (.wasm).
@@ -38,7 +32,14 @@ enum Command {
         /// The host's base URL.
         #[arg(long, env = "CAIRN_SERVER", default_value = "http://127.0.0.1:8080")]
         server: String,
+        /// The tenant's API key (not needed by a key-free local host).
+        #[arg(long, env = "CAIRN_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
     },
+    /// Create, update and list tenants (in the database, not over HTTP).
+    Tenant(tenant::TenantArgs),
+    /// Create and revoke tenants' API keys (in the database).
+    Key(tenant::KeyArgs),
     /// Build a Rust journey crate (or workspace) into components.
     Build {
         /// The crate or workspace directory.
@@ -49,31 +50,6 @@ enum Command {
     },
     /// Run a journey in virtual time and print its timeline.
     Simulate(simulate::SimulateArgs),
-}
-
-#[derive(clap::Args)]
-struct ServeArgs {
-    /// The database (`sqlite://FILE`).
-    #[arg(long, env = "CAIRN_DB", default_value = "sqlite://cairn.db")]
-    db: String,
-    /// Address to listen on.
-    #[arg(long, env = "CAIRN_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Deploy every .wasm in this directory at start.
-    #[arg(long)]
-    journeys: Option<PathBuf>,
-    /// Keep a virtual clock that only `POST /v1/clock/advance` moves.
-    #[arg(long)]
-    virtual_clock: bool,
-    /// Where compiled artifacts are cached.
-    #[arg(long, env = "CAIRN_CACHE_DIR", default_value = ".cairn/cache")]
-    cache_dir: PathBuf,
-    /// The largest JSON request body accepted, in bytes.
-    #[arg(long, env = "CAIRN_MAX_BODY_BYTES", default_value_t = crate::api::MAX_JSON_BYTES)]
-    max_body_bytes: usize,
-    /// This host's name as a lease owner; keep it stable across restarts.
-    #[arg(long, env = "CAIRN_HOST_ID", default_value = "local")]
-    host_id: String,
 }
 
 /// Runs the command line; the process exit code.
@@ -96,8 +72,14 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
-            Command::Deploy { component, server } => deploy(&component, &server).await,
+            Command::Serve(args) => serve::serve(args).await,
+            Command::Deploy {
+                component,
+                server,
+                api_key,
+            } => deploy(&component, &server, api_key.as_deref()).await,
+            Command::Tenant(args) => tenant::tenant(args).await,
+            Command::Key(args) => tenant::key(args).await,
             Command::Build { dir, out } => build(&dir, out),
             Command::Simulate(args) => simulate::simulate(args).await,
         }
@@ -111,106 +93,15 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.db)
-        .await
-        .with_context(|| format!("opening {}", args.db))?;
-    // A virtual clock resumes where the database left off: time never goes back.
-    let virtual_clock = if args.virtual_clock {
-        let resume_at = SystemClock.now().max(store.latest_time().await?);
-        Some(ManualClock::new(resume_at))
-    } else {
-        None
-    };
-    let clock: Arc<dyn Clock> = match &virtual_clock {
-        Some(c) => c.clone(),
-        None => Arc::new(SystemClock),
-    };
-    let engine = Engine::new(EngineConfig {
-        cache_dir: Some(args.cache_dir.clone()),
-        ..EngineConfig::default()
-    })?;
-    let runtime = Runtime::new(engine, store, clock).with_host_id(&args.host_id);
-    // Claims a previous life of this host left behind are ours to retake.
-    let released = runtime.store.release_leases(runtime.host_id()).await?;
-    if released > 0 {
-        tracing::info!(
-            "released {released} lease(s) left by a previous run of host {}",
-            args.host_id
-        );
-    }
-    if let Some(dir) = &args.journeys {
-        deploy_dir(&runtime, dir).await?;
-    }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(
-        "cairn listening on http://{} (db {}, {} clock)",
-        listener.local_addr()?,
-        args.db,
-        if virtual_clock.is_some() {
-            "virtual"
-        } else {
-            "system"
-        }
-    );
-    let scheduler = tokio::spawn(Scheduler::new(runtime.clone()).run());
-    let app = router(AppState {
-        runtime: runtime.clone(),
-        virtual_clock,
-        max_json_bytes: args.max_body_bytes,
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    scheduler.abort();
-    // Hand back what this host had claimed, so nothing waits for a lease to expire.
-    let _ = scheduler.await;
-    runtime.store.release_leases(runtime.host_id()).await?;
-    tracing::info!("cairn stopped");
-    Ok(())
-}
-
-async fn deploy_dir(runtime: &Runtime, dir: &Path) -> anyhow::Result<()> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
-        .collect();
-    files.sort();
-    for file in files {
-        let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-        match runtime.deploy(bytes).await {
-            Ok(d) => tracing::info!(
-                "deployed {} as {} ({})",
-                file.display(),
-                d.journey_id,
-                &d.version[..12]
-            ),
-            Err(err) => tracing::error!("refused {}: {err}", file.display()),
-        }
-    }
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
-}
-
-async fn deploy(component: &Path, server: &str) -> anyhow::Result<()> {
+async fn deploy(component: &Path, server: &str, api_key: Option<&str>) -> anyhow::Result<()> {
     let bytes =
         std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
     let url = format!("{}/v1/journeys", server.trim_end_matches('/'));
-    let response = reqwest::Client::new()
-        .post(&url)
-        .body(bytes)
+    let mut request = reqwest::Client::new().post(&url).body(bytes);
+    if let Some(key) = api_key {
+        request = request.bearer_auth(key);
+    }
+    let response = request
         .send()
         .await
         .with_context(|| format!("reaching {url}; is `cairn serve` running?"))?;

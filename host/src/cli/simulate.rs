@@ -6,7 +6,7 @@ use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::engine::{Engine, EngineConfig};
 use crate::runtime::Runtime;
 use crate::scheduler::Scheduler;
-use crate::store::Store;
+use crate::store::{DEFAULT_TENANT, Store};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use serde_json::Value;
@@ -99,9 +99,14 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let runtime = Runtime::new(engine, store, clock.clone());
     let bytes = std::fs::read(&args.component)
         .with_context(|| format!("reading {}", args.component.display()))?;
-    let deployed = runtime.deploy(bytes).await?;
+    let deployed = runtime.deploy(DEFAULT_TENANT, bytes).await?;
     let run = runtime
-        .start_run(&deployed.journey_id, &user_id, &user.to_string())
+        .start_run(
+            DEFAULT_TENANT,
+            &deployed.journey_id,
+            &user_id,
+            &user.to_string(),
+        )
         .await?;
     let scheduler = Scheduler::new(runtime.clone());
     println!(
@@ -125,13 +130,16 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
                 let (at, event) = script.next().expect("peeked");
                 clock.advance_to(start + at);
                 let outcome = runtime
-                    .ingest_events(vec![crate::ingest::IncomingEvent {
-                        user_id: user_id.clone(),
-                        name: event.name.clone(),
-                        properties: event.properties,
-                        timestamp: None,
-                        idempotency_key: None,
-                    }])
+                    .ingest_events(
+                        DEFAULT_TENANT,
+                        vec![crate::ingest::IncomingEvent {
+                            user_id: user_id.clone(),
+                            name: event.name.clone(),
+                            properties: event.properties,
+                            timestamp: None,
+                            idempotency_key: None,
+                        }],
+                    )
                     .await?
                     .remove(0);
                 if outcome.resumed.is_empty() {
@@ -162,7 +170,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         .run(run.id)
         .await?
         .context("the run vanished")?;
-    let outbox = runtime.store.outbox(Some(run.id)).await?;
+    let outbox = runtime.store.outbox(DEFAULT_TENANT, Some(run.id)).await?;
     println!(
         "\nfinal: {} after {} steps; {} message(s) in the outbox{}",
         run.status.as_str(),

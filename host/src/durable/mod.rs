@@ -35,6 +35,7 @@ use crate::engine::bindings::cairn::journey::types as wit;
 use crate::snapshot::ScanBuffer;
 use crate::snapshot::capture::HasScan;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Who and where a step runs: fixed for the whole step.
 #[derive(Debug, Clone)]
@@ -52,6 +53,8 @@ pub struct StepEnv {
     pub now: Millis,
     /// The run's random seed: `random-u64` is a function of (seed, step, call).
     pub seed: u64,
+    /// The limits of the run's tenant.
+    pub limits: Arc<Limits>,
 }
 
 /// A property condition on an event, as stored with a wait.
@@ -130,7 +133,7 @@ pub struct StepRecord {
 /// The store data of one step.
 pub struct StepState {
     pub env: StepEnv,
-    limits: Limits,
+    limits: Arc<Limits>,
     pub(crate) limiter: StepLimiter,
     calls: u32,
     log_bytes: usize,
@@ -139,7 +142,8 @@ pub struct StepState {
 }
 
 impl StepState {
-    pub fn new(env: StepEnv, limits: Limits) -> Self {
+    pub fn new(env: StepEnv) -> Self {
+        let limits = env.limits.clone();
         StepState {
             env,
             limiter: StepLimiter::new(&limits),

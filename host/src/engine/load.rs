@@ -3,7 +3,7 @@
 
 use super::bindings::JourneyIndices;
 use super::meta::JourneyMeta;
-use super::{ENGINE_TAG, Engine};
+use super::{ENGINE_TAG, Engine, epoch_ticks};
 use crate::durable::{StepEnv, StepState};
 use crate::snapshot::{self, Binding, Pristine, StateAccess};
 use sha2::{Digest, Sha256};
@@ -117,6 +117,7 @@ impl Engine {
             ceiling_at: 0,
             now: 0,
             seed: 0,
+            limits: Arc::new(self.limits().clone()),
         };
         let fresh = || -> Result<(Store<StepState>, wasmtime::component::Instance), DeployError> {
             let mut store = self.new_store(env.clone());
@@ -187,10 +188,11 @@ impl Engine {
     }
 
     pub(crate) fn new_store(&self, env: StepEnv) -> Store<StepState> {
-        let state = StepState::new(env, self.config.limits.clone());
+        let ticks = epoch_ticks(env.limits.max_step_cpu_ms);
+        let state = StepState::new(env);
         let mut store = Store::new(&self.inner, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(self.step_deadline_ticks());
+        store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
         store
     }

@@ -15,7 +15,7 @@ mod meta;
 pub mod step;
 mod validate;
 
-pub use load::{DeployError, LoadedJourney};
+pub use load::{DeployError, LoadedJourney, content_hash, memory_refusal};
 pub use meta::{EntryLimit, EventRule, JourneyMeta};
 pub use step::{Session, StepCall, StepOutcome, StepResult};
 
@@ -136,14 +136,15 @@ impl Engine {
         })
     }
 
+    /// The host's limits: the defaults for tenants and the most any tenant may have.
     pub fn limits(&self) -> &Limits {
         &self.config.limits
     }
+}
 
-    /// Epoch ticks a step may run before it is interrupted.
-    fn step_deadline_ticks(&self) -> u64 {
-        (self.config.limits.max_step_cpu_ms / EPOCH_TICK.as_millis() as u64).max(1)
-    }
+/// Epoch ticks a step may run before it is interrupted.
+fn epoch_ticks(max_step_cpu_ms: u64) -> u64 {
+    (max_step_cpu_ms / EPOCH_TICK.as_millis() as u64).max(1)
 }
 
 /// Ticks the engine's epoch until the engine is dropped.

@@ -34,7 +34,7 @@ impl IncomingEvent {
     ///
     /// # Errors
     /// A message naming the bad field.
-    pub fn validate(self, received_at: u64) -> Result<NewEvent, String> {
+    pub fn validate(self, tenant: &str, received_at: u64) -> Result<NewEvent, String> {
         if self.user_id.trim().is_empty() {
             return Err("user_id must not be empty".into());
         }
@@ -57,6 +57,7 @@ impl IncomingEvent {
             return Err("idempotency_key must be 1-256 bytes".into());
         }
         Ok(NewEvent {
+            tenant_id: tenant.to_string(),
             user_id: self.user_id,
             name: self.name,
             properties,
@@ -69,6 +70,7 @@ impl IncomingEvent {
 /// A validated event.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
+    pub tenant_id: String,
     pub user_id: String,
     pub name: String,
     pub properties: Value,
@@ -79,6 +81,7 @@ pub struct NewEvent {
 /// A journey that events may trigger or exit: its active version's meta.
 #[derive(Debug, Clone)]
 pub struct ActiveJourney {
+    pub tenant_id: String,
     pub id: String,
     pub version: String,
     pub enabled: bool,
@@ -106,10 +109,10 @@ pub struct EventPlan {
     pub exit: Vec<String>,
 }
 
-/// Matches an event against every journey's trigger and exit rules.
+/// Matches an event against the trigger and exit rules of its tenant's journeys.
 pub fn plan(event: &NewEvent, journeys: &[ActiveJourney]) -> EventPlan {
     let mut plan = EventPlan::default();
-    for journey in journeys {
+    for journey in journeys.iter().filter(|j| j.tenant_id == event.tenant_id) {
         if journey
             .meta
             .exit_on
@@ -233,6 +236,7 @@ mod tests {
 
     fn journey(id: &str, trigger: Option<EventRule>, exit_on: Vec<EventRule>) -> ActiveJourney {
         ActiveJourney {
+            tenant_id: "t".into(),
             id: id.into(),
             version: format!("{id}-v1"),
             enabled: true,
@@ -262,7 +266,7 @@ mod tests {
             timestamp: None,
             idempotency_key: None,
         }
-        .validate(5)
+        .validate("t", 5)
         .unwrap()
     }
 
@@ -303,7 +307,7 @@ mod tests {
                 timestamp: None,
                 idempotency_key: None,
             }
-            .validate(0)
+            .validate("t", 0)
             .unwrap_err()
         };
         assert!(bad("", "x", json!({})).contains("user_id"));

@@ -9,7 +9,7 @@
 //! Every commit is guarded by the run's status and step, so a step whose run
 //! moved on meanwhile (an exit, another worker) is discarded.
 
-use crate::durable::{StepEnv, StepRecord, WaitKind};
+use crate::durable::{Limits, StepEnv, StepRecord, WaitKind};
 use crate::engine::step::Wake;
 use crate::engine::{Engine, LoadedJourney, Session, StepCall, StepResult};
 use crate::runtime::{Runtime, RuntimeError};
@@ -125,7 +125,14 @@ impl Scheduler {
         }
         let mut work = Vec::with_capacity(due.len());
         for run in due {
-            let journey = self.runtime.journey(&run.run.version).await;
+            let journey = match self.runtime.limits(&run.run.tenant_id).await {
+                Ok(limits) => self
+                    .runtime
+                    .journey(&run.run.tenant_id, &run.run.version)
+                    .await
+                    .map(|journey| (journey, limits)),
+                Err(err) => Err(err),
+            };
             work.push((run, journey));
         }
         // One blocking worker per core, each running its share of the steps in turn.
@@ -205,7 +212,7 @@ fn due_again(commits: &[StepCommit], now: u64) -> bool {
 fn execute(
     engine: &Engine,
     due: DueRun,
-    journey: Result<Arc<LoadedJourney>, RuntimeError>,
+    journey: Result<(Arc<LoadedJourney>, Arc<Limits>), RuntimeError>,
     lease_owner: &str,
     now: u64,
 ) -> StepCommit {
@@ -235,17 +242,18 @@ fn execute(
     };
     // The step's logical time: when it came due, not when a worker got to it.
     let step_time = run.due_at.unwrap_or(now);
-    let env = StepEnv {
-        run_id: run.id,
-        step: run.step,
-        user_id: run.user_id.clone(),
-        started_at: run.started_at,
-        ceiling_at: run.ceiling_at,
-        now: step_time,
-        seed: run.seed,
-    };
     let (end, record) = match journey {
-        Ok(journey) => {
+        Ok((journey, limits)) => {
+            let env = StepEnv {
+                run_id: run.id,
+                step: run.step,
+                user_id: run.user_id.clone(),
+                started_at: run.started_at,
+                ceiling_at: run.ceiling_at,
+                now: step_time,
+                seed: run.seed,
+                limits,
+            };
             match Session::run_step(engine, &journey, env, due.snapshot.as_deref(), call) {
                 Ok(outcome) => {
                     let end = match outcome.result {
@@ -278,6 +286,7 @@ fn execute(
     };
     StepCommit {
         run_id: run.id,
+        tenant_id: run.tenant_id,
         user_id: run.user_id,
         expected_status: run.status,
         expected_step: run.step,

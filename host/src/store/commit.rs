@@ -169,10 +169,11 @@ async fn insert_outbox(
     rows: &[(&StepCommit, &crate::durable::OutboxMessage)],
 ) -> Result<(), StoreError> {
     let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO outbox (key, run_id, step, channel, recipient, template, props, category, created_at) ",
+        "INSERT INTO outbox (tenant_id, key, run_id, step, channel, recipient, template, props, category, created_at) ",
     );
     q.push_values(rows, |mut b, (c, m)| {
-        b.push_bind(&m.key)
+        b.push_bind(&c.tenant_id)
+            .push_bind(&m.key)
             .push_bind(c.run_id)
             .push_bind(c.expected_step)
             .push_bind(&m.channel)
@@ -196,8 +197,10 @@ async fn look_back(
     filter: &[crate::durable::Condition],
 ) -> Result<bool, StoreError> {
     let candidates = sqlx::query(
-        "SELECT id, properties, timestamp FROM events WHERE user_id = ? AND name = ? AND id > ? ORDER BY id",
+        "SELECT id, properties, timestamp FROM events
+         WHERE tenant_id = ? AND user_id = ? AND name = ? AND id > ? ORDER BY id",
     )
+    .bind(&c.tenant_id)
     .bind(&c.user_id)
     .bind(name)
     .bind(c.event_watermark)

@@ -4,7 +4,7 @@
 
 use super::StoreError;
 use super::sqlite::{
-    RUN_COLUMNS, Store, WriteTx, deliver_event, insert_run, run_row, user_deleted,
+    NewRun, RUN_COLUMNS, Store, WriteTx, deliver_event, insert_run, run_row, user_deleted,
 };
 use super::types::*;
 use crate::durable::{Wait, WaitKind, all_match};
@@ -38,9 +38,14 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::UserDeleted`] for a deleted contact, or a database failure.
-    pub async fn identify(&self, contact: &Identify, now: u64) -> Result<Value, StoreError> {
+    pub async fn identify(
+        &self,
+        tenant: &str,
+        contact: &Identify,
+        now: u64,
+    ) -> Result<Value, StoreError> {
         let mut tx = self.write_tx().await?;
-        if user_deleted(&mut tx, &contact.user_id).await? {
+        if user_deleted(&mut tx, tenant, &contact.user_id).await? {
             return Err(StoreError::UserDeleted(contact.user_id.clone()));
         }
         let properties = contact
@@ -48,9 +53,9 @@ impl Store {
             .clone()
             .unwrap_or_else(|| Value::Object(Default::default()));
         let row = sqlx::query(
-            "INSERT INTO contacts (user_id, email, timezone, properties, created_at, updated_at)
-             VALUES (?1, ?2, ?3, json_patch('{}', ?4), ?5, ?5)
-             ON CONFLICT(user_id) DO UPDATE SET email = COALESCE(?2, email),
+            "INSERT INTO contacts (tenant_id, user_id, email, timezone, properties, created_at, updated_at)
+             VALUES (?6, ?1, ?2, ?3, json_patch('{}', ?4), ?5, ?5)
+             ON CONFLICT(tenant_id, user_id) DO UPDATE SET email = COALESCE(?2, email),
                  timezone = COALESCE(?3, timezone), properties = json_patch(properties, ?4), updated_at = ?5
              RETURNING user_id, email, timezone, properties, created_at, updated_at",
         )
@@ -59,6 +64,7 @@ impl Store {
         .bind(&contact.timezone)
         .bind(properties.to_string())
         .bind(now as i64)
+        .bind(tenant)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -78,19 +84,25 @@ impl Store {
     ///
     /// # Errors
     /// A database failure.
-    pub async fn delete_contact(&self, user_id: &str, now: u64) -> Result<Vec<i64>, StoreError> {
+    pub async fn delete_contact(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        now: u64,
+    ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.write_tx().await?;
         sqlx::query(
-            "INSERT INTO contacts (user_id, properties, created_at, updated_at, deleted_at)
-             VALUES (?1, '{}', ?2, ?2, ?2)
-             ON CONFLICT(user_id) DO UPDATE SET email = NULL, timezone = NULL, properties = '{}',
+            "INSERT INTO contacts (tenant_id, user_id, properties, created_at, updated_at, deleted_at)
+             VALUES (?3, ?1, '{}', ?2, ?2, ?2)
+             ON CONFLICT(tenant_id, user_id) DO UPDATE SET email = NULL, timezone = NULL, properties = '{}',
                  updated_at = ?2, deleted_at = COALESCE(deleted_at, ?2)",
         )
         .bind(user_id)
         .bind(now as i64)
+        .bind(tenant)
         .execute(&mut *tx)
         .await?;
-        let exited = exit_runs(&mut tx, None, Some(user_id), "user-deleted", now).await?;
+        let exited = exit_runs(&mut tx, tenant, None, Some(user_id), "user-deleted", now).await?;
         tx.commit().await?;
         Ok(exited)
     }
@@ -99,22 +111,24 @@ impl Store {
     /// and its snapshot kept for inspection.
     ///
     /// # Errors
-    /// [`StoreError::UnknownRun`], [`StoreError::RunEnded`], or a database failure.
-    pub async fn cancel_run(&self, id: i64, now: u64) -> Result<RunRow, StoreError> {
+    /// [`StoreError::UnknownRun`] (also for another tenant's run),
+    /// [`StoreError::RunEnded`], or a database failure.
+    pub async fn cancel_run(&self, tenant: &str, id: i64, now: u64) -> Result<RunRow, StoreError> {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE runs SET status = 'exited', exit_reason = 'cancelled', ended_at = ?1, updated_at = ?1,
                  wait_event = NULL, due_at = NULL, pending_wake = NULL, lease_owner = NULL, lease_until = NULL
-             WHERE id = ?2 AND status IN ('active', 'waiting') RETURNING {RUN_COLUMNS}"
+             WHERE id = ?2 AND tenant_id = ?3 AND status IN ('active', 'waiting') RETURNING {RUN_COLUMNS}"
         )))
         .bind(now as i64)
         .bind(id)
+        .bind(tenant)
         .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
         match row {
             Some(row) => run_row(&row),
-            None => match self.run(id).await? {
+            None => match self.run(id).await?.filter(|r| r.tenant_id == tenant) {
                 Some(run) => Err(StoreError::RunEnded {
                     id,
                     status: run.status.as_str(),
@@ -130,18 +144,22 @@ impl Store {
     /// [`StoreError::UnknownJourney`], or a database failure.
     pub async fn set_enabled(
         &self,
+        tenant: &str,
         journey_id: &str,
         enabled: bool,
         now: u64,
     ) -> Result<(), StoreError> {
         let _writer = self.write_lock().await;
-        let changed = sqlx::query("UPDATE journeys SET enabled = ?, updated_at = ? WHERE id = ?")
-            .bind(enabled)
-            .bind(now as i64)
-            .bind(journey_id)
-            .execute(self.pool())
-            .await?
-            .rows_affected();
+        let changed = sqlx::query(
+            "UPDATE journeys SET enabled = ?, updated_at = ? WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(enabled)
+        .bind(now as i64)
+        .bind(tenant)
+        .bind(journey_id)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
         if changed == 0 {
             return Err(StoreError::UnknownJourney(journey_id.to_string()));
         }
@@ -152,11 +170,16 @@ impl Store {
     ///
     /// # Errors
     /// A database failure.
-    pub async fn skipped_enrollments(&self, user_id: &str) -> Result<Vec<Value>, StoreError> {
+    pub async fn skipped_enrollments(
+        &self,
+        tenant: &str,
+        user_id: &str,
+    ) -> Result<Vec<Value>, StoreError> {
         let rows = sqlx::query(
-            "SELECT event_id, journey_id, reason, at FROM skipped_enrollments WHERE user_id = ?
-             ORDER BY id DESC LIMIT 100",
+            "SELECT event_id, journey_id, reason, at FROM skipped_enrollments
+             WHERE tenant_id = ? AND user_id = ? ORDER BY id DESC LIMIT 100",
         )
+        .bind(tenant)
         .bind(user_id)
         .fetch_all(self.pool())
         .await?;
@@ -180,12 +203,15 @@ async fn apply_event(
     plan: &EventPlan,
     now: u64,
 ) -> Result<EventOutcome, StoreError> {
+    let tenant = event.tenant_id.as_str();
     if let Some(key) = &event.idempotency_key {
-        let seen: Option<Option<String>> =
-            sqlx::query_scalar("SELECT outcome FROM events WHERE idempotency_key = ?")
-                .bind(key)
-                .fetch_optional(&mut **tx)
-                .await?;
+        let seen: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT outcome FROM events WHERE tenant_id = ? AND idempotency_key = ?",
+        )
+        .bind(tenant)
+        .bind(key)
+        .fetch_optional(&mut **tx)
+        .await?;
         if let Some(outcome) = seen {
             let mut original: EventOutcome =
                 serde_json::from_str(outcome.as_deref().unwrap_or("{}"))
@@ -195,9 +221,10 @@ async fn apply_event(
         }
     }
     let event_id: i64 = sqlx::query_scalar(
-        "INSERT INTO events (user_id, name, properties, timestamp, received_at, idempotency_key)
-         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        "INSERT INTO events (tenant_id, user_id, name, properties, timestamp, received_at, idempotency_key)
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
+    .bind(tenant)
     .bind(&event.user_id)
     .bind(&event.name)
     .bind(event.properties.to_string())
@@ -215,12 +242,20 @@ async fn apply_event(
     // Exits first: an event that both exits and resumes a run exits it.
     for journey in &plan.exit {
         let reason = format!("exit-on:{}", event.name);
-        outcome
-            .exited
-            .extend(exit_runs(tx, Some(journey), Some(&event.user_id), &reason, now).await?);
+        outcome.exited.extend(
+            exit_runs(
+                tx,
+                tenant,
+                Some(journey),
+                Some(&event.user_id),
+                &reason,
+                now,
+            )
+            .await?,
+        );
     }
 
-    let deleted = !plan.enroll.is_empty() && user_deleted(tx, &event.user_id).await?;
+    let deleted = !plan.enroll.is_empty() && user_deleted(tx, tenant, &event.user_id).await?;
     for journey in &plan.conditions_not_met {
         outcome.skipped.push(Skipped {
             journey: journey.clone(),
@@ -235,6 +270,7 @@ async fn apply_event(
         } else {
             entry_refusal(
                 tx,
+                tenant,
                 &enrollment.journey_id,
                 &event.user_id,
                 enrollment.entry_limit,
@@ -250,17 +286,15 @@ async fn apply_event(
             continue;
         }
         let input = event.properties.to_string();
-        match insert_run(
-            tx,
-            &enrollment.journey_id,
-            &enrollment.version,
-            &event.user_id,
-            &input,
-            enrollment.ceiling_ms,
-            now,
-        )
-        .await?
-        {
+        let run = NewRun {
+            tenant,
+            journey_id: &enrollment.journey_id,
+            version: &enrollment.version,
+            user_id: &event.user_id,
+            input: &input,
+            ceiling_ms: enrollment.ceiling_ms,
+        };
+        match insert_run(tx, &run, now).await? {
             Some(run) => outcome.enrolled.push(run.id),
             None => outcome.skipped.push(Skipped {
                 journey: enrollment.journey_id.clone(),
@@ -270,8 +304,10 @@ async fn apply_event(
     }
     for skipped in &outcome.skipped {
         sqlx::query(
-            "INSERT INTO skipped_enrollments (event_id, journey_id, user_id, reason, at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO skipped_enrollments (tenant_id, event_id, journey_id, user_id, reason, at)
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
+        .bind(tenant)
         .bind(event_id)
         .bind(&skipped.journey)
         .bind(&event.user_id)
@@ -283,9 +319,10 @@ async fn apply_event(
 
     // Hand the event to the user's runs waiting for it whose filter matches.
     let waiting = sqlx::query(
-        "SELECT id, step, wait FROM runs WHERE status = 'waiting' AND user_id = ? AND wait_event = ?
-         AND pending_wake IS NULL",
+        "SELECT id, step, wait FROM runs WHERE status = 'waiting' AND tenant_id = ? AND user_id = ?
+         AND wait_event = ? AND pending_wake IS NULL",
     )
+    .bind(tenant)
     .bind(&event.user_id)
     .bind(&event.name)
     .fetch_all(&mut **tx)
@@ -324,6 +361,7 @@ async fn apply_event(
 /// Whether the entry rules refuse a new run of `journey` for `user`.
 async fn entry_refusal(
     tx: &mut WriteTx,
+    tenant: &str,
     journey: &str,
     user: &str,
     limit: EntryLimit,
@@ -332,8 +370,9 @@ async fn entry_refusal(
     let row = sqlx::query(
         "SELECT COUNT(*) AS runs, MAX(started_at) AS last,
                 SUM(status IN ('active', 'waiting')) AS live
-         FROM runs WHERE journey_id = ? AND user_id = ?",
+         FROM runs WHERE tenant_id = ? AND journey_id = ? AND user_id = ?",
     )
+    .bind(tenant)
     .bind(journey)
     .bind(user)
     .fetch_one(&mut **tx)
@@ -358,6 +397,7 @@ async fn entry_refusal(
 /// `exited`, wait cancelled, lease dropped, snapshot kept for inspection.
 async fn exit_runs(
     tx: &mut WriteTx,
+    tenant: &str,
     journey: Option<&str>,
     user: Option<&str>,
     reason: &str,
@@ -366,13 +406,15 @@ async fn exit_runs(
     let rows = sqlx::query(
         "UPDATE runs SET status = 'exited', exit_reason = ?1, ended_at = ?2, updated_at = ?2,
              wait_event = NULL, due_at = NULL, pending_wake = NULL, lease_owner = NULL, lease_until = NULL
-         WHERE status IN ('active', 'waiting') AND (?3 IS NULL OR journey_id = ?3) AND (?4 IS NULL OR user_id = ?4)
+         WHERE status IN ('active', 'waiting') AND tenant_id = ?5 AND (?3 IS NULL OR journey_id = ?3)
+             AND (?4 IS NULL OR user_id = ?4)
          RETURNING id",
     )
     .bind(reason)
     .bind(now as i64)
     .bind(journey)
     .bind(user)
+    .bind(tenant)
     .fetch_all(&mut **tx)
     .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())

@@ -14,12 +14,16 @@ mod claim;
 mod commit;
 mod events;
 mod sqlite;
+mod tenants;
 mod timeline;
 mod types;
+mod versions;
 
 pub use claim::LEASE_MS;
 pub use sqlite::Store;
+pub use tenants::{DEFAULT_TENANT, TenantRow};
 pub use types::*;
+pub use versions::{RunCounts, VersionRow};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +44,17 @@ pub enum StoreError {
     UserDeleted(String),
     #[error("no run {0}")]
     UnknownRun(i64),
+    #[error("journey {journey:?} has no version {version:?}")]
+    UnknownVersion { journey: String, version: String },
+    /// A request the store refuses as it stands (bad tenant limits, ...).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("version {version} of journey {journey:?} is in use: {why}")]
+    VersionInUse {
+        journey: String,
+        version: String,
+        why: String,
+    },
     #[error("run {id} already ended ({status}); it cannot be cancelled")]
     RunEnded { id: i64, status: &'static str },
     /// The operating system gave no random seed for a new run.

@@ -22,7 +22,7 @@ pub struct Store {
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
-pub(super) const RUN_COLUMNS: &str = "id, journey_id, version, user_id, input, status, step, checkpoint, \
+pub(super) const RUN_COLUMNS: &str = "id, tenant_id, journey_id, version, user_id, input, status, step, checkpoint, \
      wait, due_at, pending_wake, failure, exit_reason, seed, started_at, ceiling_at, updated_at, ended_at";
 
 impl Store {
@@ -72,69 +72,82 @@ impl Store {
         })
     }
 
-    /// Registers a version (idempotent by hash) and makes it the journey's active one.
+    /// Registers a version (idempotent by hash) and makes it the journey's
+    /// active one. Returns false if the tenant had deployed it before.
     ///
     /// # Errors
     /// A database failure.
     pub async fn deploy_version(
         &self,
+        tenant: &str,
         version: NewVersion<'_>,
         now: u64,
     ) -> Result<bool, StoreError> {
         let meta = serde_json::to_string(version.meta).expect("meta serializes");
         let mut tx = self.write_tx().await?;
         sqlx::query(
-            "INSERT INTO journeys (id, name, active_version, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT(id) DO UPDATE SET name = excluded.name, active_version = excluded.active_version,
-             updated_at = excluded.updated_at",
+            "INSERT INTO journeys (tenant_id, id, name, active_version, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+             ON CONFLICT(tenant_id, id) DO UPDATE SET name = excluded.name,
+                 active_version = excluded.active_version, updated_at = excluded.updated_at",
         )
+        .bind(tenant)
         .bind(&version.meta.id)
         .bind(&version.meta.name)
         .bind(version.hash)
         .bind(now as i64)
-        .bind(now as i64)
         .execute(&mut *tx)
         .await?;
         let inserted = sqlx::query(
-            "INSERT INTO journey_versions (hash, journey_id, meta, component, deployed_at) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT(hash) DO NOTHING",
+            "INSERT INTO journey_versions (tenant_id, hash, journey_id, meta, component, deployed_at, activated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+             ON CONFLICT(tenant_id, hash) DO UPDATE SET activated_at = excluded.activated_at,
+                 component = excluded.component, retired_at = NULL
+             RETURNING deployed_at = activated_at",
         )
+        .bind(tenant)
         .bind(version.hash)
         .bind(&version.meta.id)
         .bind(meta)
         .bind(version.component)
         .bind(now as i64)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?
-        .rows_affected()
-            == 1;
+        .get::<bool, _>(0);
         tx.commit().await?;
         Ok(inserted)
     }
 
-    /// The component bytes of a version.
+    /// The component bytes of a tenant's version.
     ///
     /// # Errors
     /// A database failure; `Ok(None)` if the version is unknown.
-    pub async fn version_component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT component FROM journey_versions WHERE hash = ?")
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await?,
+    pub async fn version_component(
+        &self,
+        tenant: &str,
+        hash: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT component FROM journey_versions WHERE tenant_id = ? AND hash = ?",
         )
+        .bind(tenant)
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
-    /// Every journey with its active version.
+    /// Every journey of a tenant with its active version.
     ///
     /// # Errors
     /// A database failure or corrupt meta.
-    pub async fn journeys(&self) -> Result<Vec<JourneySummary>, StoreError> {
+    pub async fn journeys(&self, tenant: &str) -> Result<Vec<JourneySummary>, StoreError> {
         let rows = sqlx::query(
             "SELECT j.id, j.name, j.active_version, v.meta,
-                    (SELECT COUNT(*) FROM runs r WHERE r.journey_id = j.id) AS runs
-             FROM journeys j JOIN journey_versions v ON v.hash = j.active_version ORDER BY j.id",
+                    (SELECT COUNT(*) FROM runs r WHERE r.tenant_id = j.tenant_id AND r.journey_id = j.id) AS runs
+             FROM journeys j JOIN journey_versions v ON v.tenant_id = j.tenant_id AND v.hash = j.active_version
+             WHERE j.tenant_id = ? ORDER BY j.id",
         )
+        .bind(tenant)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -151,20 +164,21 @@ impl Store {
             .collect()
     }
 
-    /// Every journey's active version with its meta and whether it enrolls.
+    /// Every tenant's journeys' active versions with their meta and whether they enroll.
     ///
     /// # Errors
     /// A database failure or corrupt meta.
     pub async fn active_journeys(&self) -> Result<Vec<crate::ingest::ActiveJourney>, StoreError> {
         let rows = sqlx::query(
-            "SELECT j.id, j.active_version, j.enabled, v.meta FROM journeys j
-             JOIN journey_versions v ON v.hash = j.active_version",
+            "SELECT j.tenant_id, j.id, j.active_version, j.enabled, v.meta FROM journeys j
+             JOIN journey_versions v ON v.tenant_id = j.tenant_id AND v.hash = j.active_version",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
                 Ok(crate::ingest::ActiveJourney {
+                    tenant_id: r.get("tenant_id"),
                     id: r.get("id"),
                     version: r.get("active_version"),
                     enabled: r.get("enabled"),
@@ -178,12 +192,15 @@ impl Store {
     /// The active version of a journey and its execution ceiling.
     pub(super) async fn active_version(
         &self,
+        tenant: &str,
         journey_id: &str,
     ) -> Result<(String, u64), StoreError> {
         let row = sqlx::query(
             "SELECT j.active_version, v.meta FROM journeys j
-             JOIN journey_versions v ON v.hash = j.active_version WHERE j.id = ?",
+             JOIN journey_versions v ON v.tenant_id = j.tenant_id AND v.hash = j.active_version
+             WHERE j.tenant_id = ? AND j.id = ?",
         )
+        .bind(tenant)
         .bind(journey_id)
         .fetch_optional(&self.pool)
         .await?
@@ -204,27 +221,37 @@ impl Store {
     /// or a database failure.
     pub async fn create_run(
         &self,
+        tenant: &str,
         journey_id: &str,
         user_id: &str,
         input: &str,
         now: u64,
     ) -> Result<RunRow, StoreError> {
-        let (version, ceiling) = self.active_version(journey_id).await?;
+        let (version, ceiling) = self.active_version(tenant, journey_id).await?;
         let mut tx = self.write_tx().await?;
-        if user_deleted(&mut tx, user_id).await? {
+        if user_deleted(&mut tx, tenant, user_id).await? {
             return Err(StoreError::UserDeleted(user_id.to_string()));
         }
-        let run = insert_run(&mut tx, journey_id, &version, user_id, input, ceiling, now)
-            .await?
-            .ok_or_else(|| StoreError::AlreadyActive {
-                journey: journey_id.to_string(),
-                user: user_id.to_string(),
-            })?;
+        let new = NewRun {
+            tenant,
+            journey_id,
+            version: &version,
+            user_id,
+            input,
+            ceiling_ms: ceiling,
+        };
+        let run =
+            insert_run(&mut tx, &new, now)
+                .await?
+                .ok_or_else(|| StoreError::AlreadyActive {
+                    journey: journey_id.to_string(),
+                    user: user_id.to_string(),
+                })?;
         tx.commit().await?;
         Ok(run)
     }
 
-    /// One run.
+    /// One run, whichever tenant it belongs to (the API checks the tenant).
     ///
     /// # Errors
     /// A database failure or a corrupt row.
@@ -239,19 +266,22 @@ impl Store {
         .transpose()
     }
 
-    /// Runs matching the filter, newest first (at most 1000).
+    /// A tenant's runs matching the filter, newest first (at most 1000).
     ///
     /// # Errors
     /// A database failure or a corrupt row.
-    pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
+    pub async fn runs(&self, tenant: &str, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR journey_id = ?2)
-             AND (?3 IS NULL OR status = ?3) ORDER BY id DESC LIMIT ?4"
+            "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = ?5 AND (?1 IS NULL OR user_id = ?1)
+             AND (?2 IS NULL OR journey_id = ?2) AND (?3 IS NULL OR status = ?3)
+             AND (?6 IS NULL OR version = ?6) ORDER BY id DESC LIMIT ?4"
         )))
         .bind(&filter.user_id)
         .bind(&filter.journey)
         .bind(&filter.status)
         .bind(filter.limit.unwrap_or(100).min(1000))
+        .bind(tenant)
+        .bind(&filter.version)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(run_row).collect()
@@ -270,16 +300,21 @@ impl Store {
         Ok(applied)
     }
 
-    /// Outbox rows, of one run or all (newest 1000).
+    /// A tenant's outbox rows, of one run or all (oldest 1000).
     ///
     /// # Errors
     /// A database failure or a corrupt row.
-    pub async fn outbox(&self, run_id: Option<i64>) -> Result<Vec<OutboxRow>, StoreError> {
+    pub async fn outbox(
+        &self,
+        tenant: &str,
+        run_id: Option<i64>,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, key, run_id, step, channel, recipient, template, props, category, status, created_at
-             FROM outbox WHERE (?1 IS NULL OR run_id = ?1) ORDER BY id LIMIT 1000",
+             FROM outbox WHERE tenant_id = ?2 AND (?1 IS NULL OR run_id = ?1) ORDER BY id LIMIT 1000",
         )
         .bind(run_id)
+        .bind(tenant)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -408,6 +443,7 @@ pub(super) fn run_row(r: &SqliteRow) -> Result<RunRow, StoreError> {
     let pending: Option<String> = r.get("pending_wake");
     Ok(RunRow {
         id: r.get("id"),
+        tenant_id: r.get("tenant_id"),
         journey_id: r.get("journey_id"),
         version: r.get("version"),
         user_id: r.get("user_id"),
@@ -439,41 +475,51 @@ pub(super) fn run_row(r: &SqliteRow) -> Result<RunRow, StoreError> {
     })
 }
 
+/// A run to insert.
+pub(super) struct NewRun<'a> {
+    pub tenant: &'a str,
+    pub journey_id: &'a str,
+    pub version: &'a str,
+    pub user_id: &'a str,
+    pub input: &'a str,
+    pub ceiling_ms: u64,
+}
+
 /// Inserts a run unless the user already has an active or waiting run of
 /// this journey (`None` then: the unique index refused it).
 pub(super) async fn insert_run(
     tx: &mut WriteTx,
-    journey_id: &str,
-    version: &str,
-    user_id: &str,
-    input: &str,
-    ceiling_ms: u64,
+    run: &NewRun<'_>,
     now: u64,
 ) -> Result<Option<RunRow>, StoreError> {
     let seed = getrandom::u64().map_err(|e| StoreError::NoRandomness(e.to_string()))?;
     let row = sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO runs (journey_id, version, user_id, input, status, step, due_at, seed, started_at,
-         ceiling_at, updated_at) VALUES (?, ?, ?, ?, 'active', 0, ?, ?, ?, ?, ?)
+        "INSERT INTO runs (tenant_id, journey_id, version, user_id, input, status, step, due_at, seed,
+         started_at, ceiling_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'active', 0, ?6, ?7, ?6, ?8, ?6)
          ON CONFLICT DO NOTHING RETURNING {RUN_COLUMNS}"
     )))
-    .bind(journey_id)
-    .bind(version)
-    .bind(user_id)
-    .bind(input)
+    .bind(run.tenant)
+    .bind(run.journey_id)
+    .bind(run.version)
+    .bind(run.user_id)
+    .bind(run.input)
     .bind(now as i64)
     .bind(seed as i64)
-    .bind(now as i64)
-    .bind(now.saturating_add(ceiling_ms) as i64)
-    .bind(now as i64)
+    .bind(now.saturating_add(run.ceiling_ms) as i64)
     .fetch_optional(&mut **tx)
     .await?;
     row.as_ref().map(run_row).transpose()
 }
 
 /// Whether the contact was deleted (GDPR): no new runs for them.
-pub(super) async fn user_deleted(tx: &mut WriteTx, user_id: &str) -> Result<bool, StoreError> {
+pub(super) async fn user_deleted(
+    tx: &mut WriteTx,
+    tenant: &str,
+    user_id: &str,
+) -> Result<bool, StoreError> {
     let deleted: Option<Option<i64>> =
-        sqlx::query_scalar("SELECT deleted_at FROM contacts WHERE user_id = ?")
+        sqlx::query_scalar("SELECT deleted_at FROM contacts WHERE tenant_id = ? AND user_id = ?")
+            .bind(tenant)
             .bind(user_id)
             .fetch_optional(&mut **tx)
             .await?;

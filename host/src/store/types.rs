@@ -77,6 +77,7 @@ pub struct PendingEvent {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRow {
     pub id: i64,
+    pub tenant_id: String,
     pub journey_id: String,
     pub version: String,
     pub user_id: String,
@@ -120,6 +121,7 @@ pub enum StepEnd {
 #[derive(Debug, Clone)]
 pub struct StepCommit {
     pub run_id: i64,
+    pub tenant_id: String,
     pub user_id: String,
     pub expected_status: RunStatus,
     pub expected_step: u32,
@@ -178,5 +180,7 @@ pub struct RunFilter {
     pub user_id: Option<String>,
     pub journey: Option<String>,
     pub status: Option<String>,
+    /// The version (content hash) the runs are on.
+    pub version: Option<String>,
     pub limit: Option<u32>,
 }

@@ -1,0 +1,128 @@
+//! `cairn serve`: open the store, start the scheduler, the journeys
+//! directory watcher and the HTTP API; hand leases back on shutdown.
+
+use crate::api::{Access, AppState, router};
+use crate::clock::{Clock, ManualClock, SystemClock};
+use crate::engine::{Engine, EngineConfig};
+use crate::runtime::Runtime;
+use crate::scheduler::Scheduler;
+use crate::store::{DEFAULT_TENANT, Store};
+use anyhow::{Context, bail};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub(super) struct ServeArgs {
+    /// The database (`sqlite://FILE`).
+    #[arg(long, env = "CAIRN_DB", default_value = "sqlite://cairn.db")]
+    db: String,
+    /// Address to listen on.
+    #[arg(long, env = "CAIRN_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Deploy every .wasm in this directory, and each new or changed one while serving.
+    #[arg(long, env = "CAIRN_JOURNEYS")]
+    journeys: Option<PathBuf>,
+    /// The tenant the journeys directory deploys for.
+    #[arg(long, default_value = DEFAULT_TENANT)]
+    journeys_tenant: String,
+    /// Keep a virtual clock that only `POST /v1/clock/advance` moves.
+    #[arg(long)]
+    virtual_clock: bool,
+    /// Where compiled artifacts are cached.
+    #[arg(long, env = "CAIRN_CACHE_DIR", default_value = ".cairn/cache")]
+    cache_dir: PathBuf,
+    /// The largest JSON request body accepted, in bytes.
+    #[arg(long, env = "CAIRN_MAX_BODY_BYTES", default_value_t = crate::api::MAX_JSON_BYTES)]
+    max_body_bytes: usize,
+    /// This host's name as a lease owner; keep it stable across restarts.
+    #[arg(long, env = "CAIRN_HOST_ID", default_value = "local")]
+    host_id: String,
+}
+
+pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let store = Store::open(&args.db)
+        .await
+        .with_context(|| format!("opening {}", args.db))?;
+    // Key-free access is for a developer's own machine only.
+    let access = if args.listen.ip().is_loopback() {
+        Access::open_until_keys_exist()
+    } else if store.api_keys_exist().await? {
+        Access::keys_required()
+    } else {
+        bail!(
+            "refusing to listen on {} without API keys: anyone who reaches it could deploy \
+             code and read every user's data. Create a key first (`cairn tenant create <id>`, \
+             then `cairn key create --tenant <id>`), or listen on 127.0.0.1",
+            args.listen
+        );
+    };
+    // A virtual clock resumes where the database left off: time never goes back.
+    let virtual_clock = if args.virtual_clock {
+        let resume_at = SystemClock.now().max(store.latest_time().await?);
+        Some(ManualClock::new(resume_at))
+    } else {
+        None
+    };
+    let clock: Arc<dyn Clock> = match &virtual_clock {
+        Some(c) => c.clone(),
+        None => Arc::new(SystemClock),
+    };
+    let engine = Engine::new(EngineConfig {
+        cache_dir: Some(args.cache_dir.clone()),
+        ..EngineConfig::default()
+    })?;
+    let runtime = Runtime::new(engine, store, clock).with_host_id(&args.host_id);
+    // Claims a previous life of this host left behind are ours to retake.
+    let released = runtime.store.release_leases(runtime.host_id()).await?;
+    if released > 0 {
+        tracing::info!(
+            "released {released} lease(s) left by a previous run of host {}",
+            args.host_id
+        );
+    }
+    if let Some(dir) = &args.journeys {
+        crate::hotload::watch(runtime.clone(), args.journeys_tenant.clone(), dir.clone())
+            .await
+            .with_context(|| format!("watching {}", dir.display()))?;
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(
+        "cairn listening on http://{} (db {}, {} clock)",
+        listener.local_addr()?,
+        args.db,
+        if virtual_clock.is_some() {
+            "virtual"
+        } else {
+            "system"
+        }
+    );
+    let scheduler = tokio::spawn(Scheduler::new(runtime.clone()).run());
+    let app = router(AppState {
+        runtime: runtime.clone(),
+        virtual_clock,
+        max_json_bytes: args.max_body_bytes,
+        access,
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    scheduler.abort();
+    // Hand back what this host had claimed, so nothing waits for a lease to expire.
+    let _ = scheduler.await;
+    runtime.store.release_leases(runtime.host_id()).await?;
+    tracing::info!("cairn stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,126 @@
+//! Hot-loading: a directory of components that deploys itself. Every `.wasm`
+//! in it is deployed at start, and a new or changed file is deployed as soon
+//! as it settles, without a restart. A component that is refused (malformed,
+//! importing WASI, invalid meta, ...) is logged with the reason and changes
+//! nothing: the journey's previous version keeps serving. Removing a file
+//! undeploys nothing; runs in flight always finish on their own version.
+//!
+//! Write files atomically (write elsewhere, then rename into the directory)
+//! to spare the log a refusal of a half-written file; a half-written file is
+//! harmless either way, because the complete file deploys when it lands.
+
+use crate::runtime::{Deployed, Runtime, RuntimeError};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How long a file must be quiet before it is deployed.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// Deploys one file, logging the outcome; the version, if it deployed.
+async fn deploy_file(runtime: &Runtime, tenant: &str, path: &Path) -> Option<Deployed> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            tracing::error!(path = %path.display(), "cannot read the component: {err}");
+            return None;
+        }
+    };
+    match runtime.deploy(tenant, bytes).await {
+        Ok(deployed) => {
+            tracing::info!(
+                path = %path.display(),
+                journey = %deployed.journey_id,
+                version = %deployed.version,
+                new = deployed.new,
+                "deployed from the journeys directory"
+            );
+            Some(deployed)
+        }
+        Err(RuntimeError::Deploy(why)) => {
+            tracing::error!(
+                path = %path.display(),
+                "refused: {why}; the journey's previous version keeps serving"
+            );
+            None
+        }
+        Err(err) => {
+            tracing::error!(path = %path.display(), "could not deploy: {err}");
+            None
+        }
+    }
+}
+
+fn is_component(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "wasm") && path.is_file()
+}
+
+/// Deploys every `.wasm` in `dir`, in name order.
+///
+/// # Errors
+/// The directory cannot be read. Refused components are logged, not errors.
+pub async fn deploy_dir(runtime: &Runtime, tenant: &str, dir: &Path) -> std::io::Result<usize> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| is_component(p))
+        .collect();
+    files.sort();
+    let mut deployed = 0;
+    for file in files {
+        deployed += usize::from(deploy_file(runtime, tenant, &file).await.is_some());
+    }
+    Ok(deployed)
+}
+
+/// Deploys every component in `dir`, then watches it and deploys each new
+/// or changed `.wasm` once it settles, for as long as the runtime lives.
+///
+/// # Errors
+/// The directory cannot be read or watched.
+pub async fn watch(runtime: Runtime, tenant: String, dir: PathBuf) -> notify::Result<()> {
+    use notify::Watcher;
+    let (changed, mut changes) = mpsc::unbounded_channel::<PathBuf>();
+    let mut watcher =
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+            Ok(event) if event.kind.is_create() || event.kind.is_modify() => {
+                for path in event.paths {
+                    let _ = changed.send(path);
+                }
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!("watching the journeys directory: {err}"),
+        })?;
+    // Watch first, then scan: a file that lands in between is seen twice,
+    // never missed (deploying the same bytes again changes nothing).
+    watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+    deploy_dir(&runtime, &tenant, &dir).await?;
+    tracing::info!(dir = %dir.display(), tenant, "watching for journey components");
+    tokio::spawn(async move {
+        let _watcher = watcher;
+        let mut deployed_hash: HashMap<PathBuf, [u8; 32]> = HashMap::new();
+        while let Some(first) = changes.recv().await {
+            let mut pending = HashSet::from([first]);
+            // Settle: take changes until the directory is quiet.
+            while let Ok(Some(path)) = tokio::time::timeout(SETTLE, changes.recv()).await {
+                pending.insert(path);
+            }
+            let mut pending: Vec<PathBuf> =
+                pending.into_iter().filter(|p| is_component(p)).collect();
+            pending.sort();
+            for path in pending {
+                let Ok(bytes) = std::fs::read(&path) else {
+                    continue;
+                };
+                let hash = crate::engine::content_hash(&bytes);
+                if deployed_hash.get(&path) == Some(&hash) {
+                    continue;
+                }
+                if deploy_file(&runtime, &tenant, &path).await.is_some() {
+                    deployed_hash.insert(path, hash);
+                }
+            }
+        }
+    });
+    Ok(())
+}

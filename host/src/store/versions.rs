@@ -1,0 +1,206 @@
+//! A journey's versions: which one is active, how many runs each holds, when
+//! an old one drained, rolling back, and retiring what nothing uses.
+
+use super::StoreError;
+use super::sqlite::Store;
+use sqlx::Row;
+
+/// One version of a journey, for operators.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VersionRow {
+    /// The content hash (sha-256 of the component as deployed).
+    pub version: String,
+    pub active: bool,
+    pub deployed_at: u64,
+    /// When it was last made the active version.
+    pub activated_at: u64,
+    /// Runs on this version by status.
+    pub runs: RunCounts,
+    /// When it stopped taking new runs and its last run ended; `None` while
+    /// it is active or has active or waiting runs.
+    pub drained_at: Option<u64>,
+    pub retired_at: Option<u64>,
+}
+
+/// Runs by status.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RunCounts {
+    pub active: i64,
+    pub waiting: i64,
+    pub completed: i64,
+    pub failed: i64,
+    pub exited: i64,
+}
+
+impl RunCounts {
+    /// Runs that still need this version's component.
+    pub fn live(&self) -> i64 {
+        self.active + self.waiting
+    }
+}
+
+impl Store {
+    /// The versions of a tenant's journey, newest first.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownJourney`], or a database failure.
+    pub async fn versions(
+        &self,
+        tenant: &str,
+        journey: &str,
+    ) -> Result<Vec<VersionRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT v.hash, v.deployed_at, v.activated_at, v.retired_at, j.active_version = v.hash AS active,
+                    COALESCE(SUM(r.status = 'active'), 0) AS active_runs,
+                    COALESCE(SUM(r.status = 'waiting'), 0) AS waiting,
+                    COALESCE(SUM(r.status = 'completed'), 0) AS completed,
+                    COALESCE(SUM(r.status = 'failed'), 0) AS failed,
+                    COALESCE(SUM(r.status = 'exited'), 0) AS exited,
+                    MAX(r.ended_at) AS last_ended,
+                    (SELECT MIN(o.activated_at) FROM journey_versions o
+                     WHERE o.tenant_id = v.tenant_id AND o.journey_id = v.journey_id
+                       AND o.activated_at > v.activated_at) AS replaced_at
+             FROM journey_versions v
+             JOIN journeys j ON j.tenant_id = v.tenant_id AND j.id = v.journey_id
+             LEFT JOIN runs r ON r.tenant_id = v.tenant_id AND r.version = v.hash
+             WHERE v.tenant_id = ? AND v.journey_id = ?
+             GROUP BY v.hash ORDER BY v.activated_at DESC, v.deployed_at DESC",
+        )
+        .bind(tenant)
+        .bind(journey)
+        .fetch_all(self.pool())
+        .await?;
+        if rows.is_empty() {
+            return Err(StoreError::UnknownJourney(journey.to_string()));
+        }
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let runs = RunCounts {
+                    active: r.get("active_runs"),
+                    waiting: r.get("waiting"),
+                    completed: r.get("completed"),
+                    failed: r.get("failed"),
+                    exited: r.get("exited"),
+                };
+                let active: bool = r.get("active");
+                let replaced_at: Option<i64> = r.get("replaced_at");
+                let last_ended: Option<i64> = r.get("last_ended");
+                let drained_at = match (active, runs.live(), replaced_at) {
+                    (false, 0, Some(replaced)) => {
+                        Some(replaced.max(last_ended.unwrap_or(0)) as u64)
+                    }
+                    _ => None,
+                };
+                VersionRow {
+                    version: r.get("hash"),
+                    active,
+                    deployed_at: r.get::<i64, _>("deployed_at") as u64,
+                    activated_at: r.get::<i64, _>("activated_at") as u64,
+                    runs,
+                    drained_at,
+                    retired_at: r.get::<Option<i64>, _>("retired_at").map(|t| t as u64),
+                }
+            })
+            .collect())
+    }
+
+    /// Makes a deployed version the active one again (a rollback): new runs
+    /// use it; runs on other versions stay where they are.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownVersion`] (also for a retired one), or a database failure.
+    pub async fn activate(
+        &self,
+        tenant: &str,
+        journey: &str,
+        version: &str,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let found = sqlx::query(
+            "UPDATE journey_versions SET activated_at = ?1
+             WHERE tenant_id = ?2 AND journey_id = ?3 AND hash = ?4 AND retired_at IS NULL",
+        )
+        .bind(now as i64)
+        .bind(tenant)
+        .bind(journey)
+        .bind(version)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if found == 0 {
+            return Err(StoreError::UnknownVersion {
+                journey: journey.to_string(),
+                version: version.to_string(),
+            });
+        }
+        sqlx::query(
+            "UPDATE journeys SET active_version = ?1, updated_at = ?2 WHERE tenant_id = ?3 AND id = ?4",
+        )
+        .bind(version)
+        .bind(now as i64)
+        .bind(tenant)
+        .bind(journey)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Retires a version nothing uses any more: not active, no active or
+    /// waiting runs. Its component bytes are dropped; its ended runs and
+    /// their timelines stay. Deploying the same component again revives it.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownVersion`], [`StoreError::VersionInUse`] for the
+    /// active version or one with live runs, or a database failure.
+    pub async fn retire(
+        &self,
+        tenant: &str,
+        journey: &str,
+        version: &str,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query(
+            "SELECT j.active_version = v.hash AS active,
+                    (SELECT COUNT(*) FROM runs r WHERE r.tenant_id = v.tenant_id AND r.version = v.hash
+                     AND r.status IN ('active', 'waiting')) AS live
+             FROM journey_versions v JOIN journeys j ON j.tenant_id = v.tenant_id AND j.id = v.journey_id
+             WHERE v.tenant_id = ? AND v.journey_id = ? AND v.hash = ?",
+        )
+        .bind(tenant)
+        .bind(journey)
+        .bind(version)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::UnknownVersion {
+            journey: journey.to_string(),
+            version: version.to_string(),
+        })?;
+        let (active, live): (bool, i64) = (row.get("active"), row.get("live"));
+        if active || live > 0 {
+            return Err(StoreError::VersionInUse {
+                journey: journey.to_string(),
+                version: version.to_string(),
+                why: if active {
+                    "it is the active version; activate another one first".to_string()
+                } else {
+                    format!("{live} active or waiting runs are on it")
+                },
+            });
+        }
+        sqlx::query(
+            "UPDATE journey_versions SET retired_at = ?1, component = X''
+             WHERE tenant_id = ?2 AND hash = ?3 AND retired_at IS NULL",
+        )
+        .bind(now as i64)
+        .bind(tenant)
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
