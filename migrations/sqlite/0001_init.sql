@@ -40,8 +40,9 @@ CREATE TABLE journey_versions (
     meta        TEXT NOT NULL,
     component   BLOB NOT NULL,
     deployed_at INTEGER NOT NULL,
-    -- when it was last made the active version
+    -- when it was last made the active version, and when it last stopped being it
     activated_at INTEGER NOT NULL,
+    deactivated_at INTEGER,
     -- retired: no runs left and not active; the component bytes are dropped
     retired_at  INTEGER,
     PRIMARY KEY (tenant_id, hash),

@@ -1,8 +1,9 @@
 //! A hostile journey fails only its own run, with the limit it hit named,
 //! while a well-behaved journey on the same host goes on to complete.
 
+use cairn::store::DEFAULT_TENANT;
 use cairn::store::RunStatus;
-use cairn_tests::{DAY, Host};
+use cairn_tests::{DAY, Host, T0, component};
 
 #[tokio::test]
 async fn every_attack_fails_only_its_own_run_naming_the_limit() {
@@ -52,4 +53,58 @@ async fn every_attack_fails_only_its_own_run_naming_the_limit() {
         .await;
     host.advance(DAY).await;
     assert_eq!(host.run(again.id).await.status, RunStatus::Completed);
+}
+
+#[tokio::test]
+async fn a_tenants_own_limits_apply_to_its_runs_and_deploys_only() {
+    let host = Host::new().await;
+    let store = &host.runtime.store;
+    let tight = r#"{"max_step_cpu_ms": 100, "max_memory_bytes": 8388608}"#;
+    store
+        .upsert_tenant("tight", "tight", tight, T0)
+        .await
+        .unwrap();
+    store
+        .upsert_tenant("tiny", "tiny", r#"{"max_memory_bytes": 65536}"#, T0)
+        .await
+        .unwrap();
+    let hostile = component("hostile");
+    host.runtime.deploy("tight", hostile.clone()).await.unwrap();
+    host.runtime
+        .deploy(DEFAULT_TENANT, hostile.clone())
+        .await
+        .unwrap();
+
+    let start = |tenant: &'static str, user: &'static str, attack: &'static str| {
+        let runtime = host.runtime.clone();
+        async move {
+            let input = format!(r#"{{"attack": "{attack}"}}"#);
+            runtime
+                .start_run(tenant, "hostile", user, &input)
+                .await
+                .unwrap()
+                .id
+        }
+    };
+    let tight_loop = start("tight", "a", "loop").await;
+    let tight_memory = start("tight", "b", "memory").await;
+    let default_memory = start(DEFAULT_TENANT, "c", "memory").await;
+    host.drain().await;
+    host.advance(DAY).await;
+
+    for (id, expected) in [
+        (tight_loop, "longer than 100 ms"),
+        (tight_memory, "the limit is 8 MiB"),
+        (default_memory, "the limit is 64 MiB"),
+    ] {
+        let reason = host.run(id).await.failure.unwrap_or_default();
+        assert!(reason.contains(expected), "{reason}");
+    }
+
+    // A component whose memory starts above the tenant's limit never deploys.
+    let err = host.runtime.deploy("tiny", hostile).await.unwrap_err();
+    assert!(
+        err.to_string().contains("above the memory limit of 64 KiB"),
+        "{err}"
+    );
 }

@@ -44,6 +44,15 @@ impl Default for Limits {
     }
 }
 
+/// A size in the largest binary unit that keeps it whole-ish: `64 KiB`, `8 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
 /// Refuses memory growth past the limit and remembers that it did, so a
 /// run that then traps fails with the limit's name rather than `unreachable`.
 pub struct StepLimiter {
@@ -69,9 +78,9 @@ impl ResourceLimiter for StepLimiter {
     ) -> wasmtime::Result<bool> {
         if desired > self.max_memory {
             self.hit = Some(format!(
-                "memory limit exceeded: the journey asked for {} MiB, the limit is {} MiB",
-                desired >> 20,
-                self.max_memory >> 20
+                "memory limit exceeded: the journey asked for {}, the limit is {}",
+                human_bytes(desired as u64),
+                human_bytes(self.max_memory as u64)
             ));
             return Ok(false);
         }

@@ -28,7 +28,7 @@ mod host;
 mod limits;
 
 pub use condition::all_match;
-pub use limits::{Limits, StepLimiter};
+pub use limits::{Limits, StepLimiter, human_bytes};
 
 use crate::clock::Millis;
 use crate::engine::bindings::cairn::journey::types as wit;

@@ -4,7 +4,7 @@
 use super::bindings::JourneyIndices;
 use super::meta::JourneyMeta;
 use super::{ENGINE_TAG, Engine, epoch_ticks};
-use crate::durable::{StepEnv, StepState};
+use crate::durable::{StepEnv, StepState, human_bytes};
 use crate::snapshot::{self, Binding, Pristine, StateAccess};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -70,9 +70,9 @@ impl LoadedJourney {
 /// Why a component whose memory starts larger than `limit` is refused.
 pub fn memory_refusal(declared: u64, limit: u64) -> String {
     format!(
-        "the component declares a memory of {} MiB at instantiation, above the memory limit of {} MiB",
-        declared >> 20,
-        limit >> 20
+        "the component declares a memory of {} at instantiation, above the memory limit of {}",
+        human_bytes(declared),
+        human_bytes(limit)
     )
 }
 
@@ -169,16 +169,25 @@ impl Engine {
             // engine version into the host's own cache directory; a corrupt
             // or foreign file fails deserialization and is recompiled below.
             match unsafe { Component::deserialize_file(&self.inner, &path) } {
-                Ok(component) => return Ok(component),
+                Ok(component) => {
+                    tracing::debug!(artifact = %path.display(), "using the cached compiled artifact");
+                    return Ok(component);
+                }
                 Err(err) => {
                     tracing::warn!(path = %path.display(), "recompiling: cached artifact unusable: {err:#}")
                 }
             }
         }
+        let started = std::time::Instant::now();
         let artifact = self
             .inner
             .precompile_component(instrumented)
             .map_err(|e| DeployError::Compile(format!("{e:#}")))?;
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            artifact = %path.display(),
+            "compiled a component"
+        );
         if let Err(err) = write_atomically(dir, &path, &artifact) {
             tracing::warn!(path = %path.display(), "could not cache the compiled artifact: {err}");
         }

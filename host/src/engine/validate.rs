@@ -27,12 +27,23 @@ const RESERVED: [&str; 2] = [
 /// # Errors
 /// A message naming the offending import or the missing export.
 pub fn check(wasm: &[u8]) -> Result<Checked, String> {
+    if !wasm.starts_with(b"\0asm") {
+        return Err(
+            "not a valid WebAssembly binary: it does not start with the `\\0asm` magic number"
+                .into(),
+        );
+    }
     let mut checked = Checked::default();
     let mut imports = Vec::new();
     let mut exports = Vec::new();
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(wasm) {
-        let payload = payload.map_err(|e| format!("not a valid WebAssembly binary: {e}"))?;
+        let payload = payload.map_err(|e| {
+            // wasmparser pretty-prints some errors over several lines.
+            let message = e.to_string();
+            let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+            format!("not a valid WebAssembly binary: {message}")
+        })?;
         match payload {
             Payload::Version { encoding, .. } if depth == 0 && encoding == Encoding::Module => {
                 return Err(

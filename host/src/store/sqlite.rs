@@ -85,6 +85,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let meta = serde_json::to_string(version.meta).expect("meta serializes");
         let mut tx = self.write_tx().await?;
+        deactivate_previous(&mut tx, tenant, &version.meta.id, version.hash, now).await?;
         sqlx::query(
             "INSERT INTO journeys (tenant_id, id, name, active_version, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)
@@ -102,7 +103,7 @@ impl Store {
             "INSERT INTO journey_versions (tenant_id, hash, journey_id, meta, component, deployed_at, activated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
              ON CONFLICT(tenant_id, hash) DO UPDATE SET activated_at = excluded.activated_at,
-                 component = excluded.component, retired_at = NULL
+                 deactivated_at = NULL, component = excluded.component, retired_at = NULL
              RETURNING deployed_at = activated_at",
         )
         .bind(tenant)
@@ -509,6 +510,29 @@ pub(super) async fn insert_run(
     .fetch_optional(&mut **tx)
     .await?;
     row.as_ref().map(run_row).transpose()
+}
+
+/// Records when a journey's active version stops being active because
+/// `next` replaces it (nothing, if `next` is already the active one).
+pub(super) async fn deactivate_previous(
+    tx: &mut WriteTx,
+    tenant: &str,
+    journey: &str,
+    next: &str,
+    now: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE journey_versions SET deactivated_at = ?1
+         WHERE tenant_id = ?2 AND journey_id = ?3 AND hash != ?4
+           AND hash = (SELECT active_version FROM journeys WHERE tenant_id = ?2 AND id = ?3)",
+    )
+    .bind(now as i64)
+    .bind(tenant)
+    .bind(journey)
+    .bind(next)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Whether the contact was deleted (GDPR): no new runs for them.

@@ -56,10 +56,7 @@ impl Store {
                     COALESCE(SUM(r.status = 'completed'), 0) AS completed,
                     COALESCE(SUM(r.status = 'failed'), 0) AS failed,
                     COALESCE(SUM(r.status = 'exited'), 0) AS exited,
-                    MAX(r.ended_at) AS last_ended,
-                    (SELECT MIN(o.activated_at) FROM journey_versions o
-                     WHERE o.tenant_id = v.tenant_id AND o.journey_id = v.journey_id
-                       AND o.activated_at > v.activated_at) AS replaced_at
+                    MAX(r.ended_at) AS last_ended, v.deactivated_at
              FROM journey_versions v
              JOIN journeys j ON j.tenant_id = v.tenant_id AND j.id = v.journey_id
              LEFT JOIN runs r ON r.tenant_id = v.tenant_id AND r.version = v.hash
@@ -84,7 +81,7 @@ impl Store {
                     exited: r.get("exited"),
                 };
                 let active: bool = r.get("active");
-                let replaced_at: Option<i64> = r.get("replaced_at");
+                let replaced_at: Option<i64> = r.get("deactivated_at");
                 let last_ended: Option<i64> = r.get("last_ended");
                 let drained_at = match (active, runs.live(), replaced_at) {
                     (false, 0, Some(replaced)) => {
@@ -119,7 +116,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         let found = sqlx::query(
-            "UPDATE journey_versions SET activated_at = ?1
+            "UPDATE journey_versions SET activated_at = ?1, deactivated_at = NULL
              WHERE tenant_id = ?2 AND journey_id = ?3 AND hash = ?4 AND retired_at IS NULL",
         )
         .bind(now as i64)
@@ -135,6 +132,7 @@ impl Store {
                 version: version.to_string(),
             });
         }
+        super::sqlite::deactivate_previous(&mut tx, tenant, journey, version, now).await?;
         sqlx::query(
             "UPDATE journeys SET active_version = ?1, updated_at = ?2 WHERE tenant_id = ?3 AND id = ?4",
         )
