@@ -15,3 +15,4 @@ mod soak;
 mod tenants;
 mod validation;
 mod versions;
+mod wasi;

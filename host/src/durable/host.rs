@@ -230,6 +230,12 @@ impl durable::Host for StepState {
     }
 }
 
+/// The `chunk`th 8 random bytes of a call that asks for many; chunk 0 is
+/// what [`derive_random`] gives.
+pub(super) fn derive_random_chunk(seed: u64, step: u32, call: u32, chunk: u64) -> u64 {
+    derive_random(seed ^ chunk.wrapping_mul(0xD1B5_4A32_D192_ED03), step, call)
+}
+
 /// A random value determined by (seed, step, call): SplitMix64's finalizer
 /// over the seed offset by the position, so every call of every step differs.
 fn derive_random(seed: u64, step: u32, call: u32) -> u64 {

@@ -26,6 +26,7 @@
 mod condition;
 mod host;
 mod limits;
+pub mod wasi;
 
 pub use condition::all_match;
 pub use limits::{Limits, StepLimiter, human_bytes};

@@ -116,6 +116,7 @@ impl Engine {
             |state| state,
         )
         .map_err(EngineError)?;
+        crate::durable::wasi::add_to_linker(&mut linker).map_err(EngineError)?;
         linker
             .root()
             .func_wrap(

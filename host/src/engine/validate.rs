@@ -109,20 +109,29 @@ pub fn check(wasm: &[u8]) -> Result<Checked, String> {
                 "the component imports {name:?}, a name reserved for the host"
             ));
         }
-        if !ALLOWED_IMPORTS.contains(&name.as_str()) {
-            let hint = if name.starts_with("wasi:") {
-                ": journeys are pure components without WASI; build Rust journeys for \
-                 wasm32-unknown-unknown (`cairn build` does) and use the durable context's \
-                 now, log and random-u64 instead"
-            } else {
-                ""
-            };
+        let unversioned = name.split('@').next().unwrap_or(name);
+        if ALLOWED_IMPORTS.contains(&name.as_str())
+            || (name.starts_with("wasi:")
+                && name.contains("@0.2.")
+                && crate::durable::wasi::INTERFACES.contains(&unversioned))
+        {
+            continue;
+        }
+        if name.starts_with("wasi:") {
             return Err(format!(
-                "the component imports {name:?}, which cairn does not provide; a journey may \
-                 import only {}{hint}",
-                ALLOWED_IMPORTS.join(" and ")
+                "the component imports {name:?}: cairn provides only the resource-free WASI \
+                 0.2 interfaces ({}), because streams, files, sockets and pollables are \
+                 resources a snapshot cannot carry; build Rust journeys for \
+                 wasm32-unknown-unknown (`cairn build` does) and use the durable context's \
+                 now, log and random-u64",
+                crate::durable::wasi::INTERFACES.join(", ")
             ));
         }
+        return Err(format!(
+            "the component imports {name:?}, which cairn does not provide; a journey may \
+             import only {} and resource-free WASI",
+            ALLOWED_IMPORTS.join(" and ")
+        ));
     }
     for name in &exports {
         if RESERVED.contains(&name.as_str()) {
