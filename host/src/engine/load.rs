@@ -201,8 +201,10 @@ impl Engine {
         let state = StepState::new(env);
         let mut store = Store::new(&self.inner, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        if self.config.cpu_limit {
+            store.set_epoch_deadline(ticks);
+            store.epoch_deadline_trap();
+        }
         store
     }
 }

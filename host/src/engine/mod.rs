@@ -47,6 +47,9 @@ pub struct EngineConfig {
     pub max_instances: u32,
     /// Use wasmtime's debug API (test oracle only: ~3x slower guests).
     pub guest_debug: bool,
+    /// Interrupt steps that exceed their CPU limit (epoch interruption).
+    /// Off only to measure what the limit costs: a step could then run forever.
+    pub cpu_limit: bool,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +59,7 @@ impl Default for EngineConfig {
             limits: Limits::default(),
             max_instances: 256,
             guest_debug: false,
+            cpu_limit: true,
         }
     }
 }
@@ -80,7 +84,7 @@ impl Engine {
     /// [`EngineError`] if wasmtime rejects the configuration (e.g. the pool cannot be reserved).
     pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
         let mut wasm = Config::new();
-        wasm.epoch_interruption(true);
+        wasm.epoch_interruption(config.cpu_limit);
         // Explicit bounds checks instead of guard pages and signal handlers.
         // A step is mostly instantiate + restore + snapshot, not guest code,
         // and with guard pages a reused pool slot whose memory grew is
