@@ -378,6 +378,11 @@ impl Runtime {
         self.store
             .retire(tenant, journey_id, version, self.now())
             .await?;
+        // Another tenant that deployed the same bytes loads it again on use.
+        self.loaded
+            .write()
+            .expect("journey cache lock")
+            .remove(version);
         tracing::info!(tenant, journey = journey_id, version, "retired");
         Ok(())
     }
