@@ -5,7 +5,7 @@
 use crate::clock::{Clock, SystemClock};
 use crate::durable::Limits;
 use crate::engine::{DeployError, Engine, LoadedJourney};
-use crate::ingest::{EventOutcome, Identify, IncomingEvent, IngestWriter};
+use crate::ingest::{EventOutcome, Handoff, Identify, IncomingEvent, IngestWriter};
 use crate::store::{NewVersion, RunRow, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,6 +65,9 @@ pub struct Runtime {
     /// The runs whose steps each group commit applied, for whoever listens.
     pub committed: tokio::sync::broadcast::Sender<Arc<[i64]>>,
     ingest: IngestWriter,
+    /// Runs that events resumed, already leased to this host: the scheduler
+    /// executes them before it claims anything else.
+    pub(crate) handoff: Handoff,
     /// Bumped when journeys' trigger and exit rules may have changed.
     rules: Arc<AtomicU64>,
 }
@@ -75,7 +78,14 @@ impl Runtime {
     pub fn new(engine: Engine, store: Store, clock: Arc<dyn Clock>) -> Self {
         let work = Arc::new(Notify::new());
         let rules = Arc::new(AtomicU64::new(0));
-        let ingest = IngestWriter::spawn(store.clone(), clock.clone(), work.clone(), rules.clone());
+        let handoff = Handoff::default();
+        let ingest = IngestWriter::spawn(
+            store.clone(),
+            clock.clone(),
+            work.clone(),
+            rules.clone(),
+            handoff.clone(),
+        );
         Runtime {
             engine,
             store,
@@ -87,6 +97,7 @@ impl Runtime {
             work,
             committed: tokio::sync::broadcast::channel(1024).0,
             ingest,
+            handoff,
             rules,
         }
     }
@@ -281,7 +292,7 @@ impl Runtime {
             })
             .collect::<Result<Vec<_>, _>>()?;
         self.ingest
-            .apply(events)
+            .apply(events, self.host_id.clone())
             .await
             .map_err(RuntimeError::Ingest)
     }

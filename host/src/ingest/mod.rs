@@ -7,7 +7,7 @@
 
 mod writer;
 
-pub use writer::IngestWriter;
+pub use writer::{Handoff, IngestWriter};
 
 use crate::durable::all_match;
 use crate::engine::{EntryLimit, JourneyMeta};

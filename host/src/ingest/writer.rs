@@ -2,12 +2,16 @@
 //! concurrent callers in one transaction, plans them against the journeys'
 //! rules, and answers each caller with its own outcomes. Under load the
 //! groups grow by themselves; alone, an event commits at once.
+//!
+//! The runs an event resumes are leased to this host in the same
+//! transaction and handed straight to the scheduler ([`Handoff`]): an event's
+//! step needs no separate claim, which is most of its way to running.
 
 use super::{ActiveJourney, EventOutcome, NewEvent, plan};
-use crate::clock::Clock;
-use crate::store::Store;
-use std::sync::Arc;
+use crate::clock::{Clock, SystemClock};
+use crate::store::{DueRun, LEASE_MS, Lease, Store};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -20,8 +24,13 @@ const RULES_TTL: Duration = Duration::from_secs(1);
 
 type Reply = oneshot::Sender<Result<Vec<EventOutcome>, String>>;
 
+/// Runs that ingest leased to this host, ready for the scheduler to execute.
+pub type Handoff = Arc<Mutex<Vec<DueRun>>>;
+
 struct Request {
     events: Vec<NewEvent>,
+    /// The host that takes the leases of the runs these events resume.
+    lease_owner: Arc<str>,
     reply: Reply,
 }
 
@@ -40,6 +49,7 @@ impl IngestWriter {
         clock: Arc<dyn Clock>,
         work: Arc<Notify>,
         rules: Arc<AtomicU64>,
+        handoff: Handoff,
     ) -> Self {
         let (queue, requests) = mpsc::channel(4_096);
         let writer = Writer {
@@ -48,19 +58,29 @@ impl IngestWriter {
             work,
             generation: rules,
             rules: None,
+            handoff,
         };
         tokio::spawn(writer.run(requests));
         IngestWriter { queue }
     }
 
-    /// Applies `events` (already validated) and returns their outcomes, in order.
+    /// Applies `events` (already validated) and returns their outcomes, in
+    /// order; the runs they resume are leased to `lease_owner`.
     ///
     /// # Errors
     /// Why the group's transaction failed (the database), or that the writer stopped.
-    pub async fn apply(&self, events: Vec<NewEvent>) -> Result<Vec<EventOutcome>, String> {
+    pub async fn apply(
+        &self,
+        events: Vec<NewEvent>,
+        lease_owner: Arc<str>,
+    ) -> Result<Vec<EventOutcome>, String> {
         let (reply, outcome) = oneshot::channel();
         self.queue
-            .send(Request { events, reply })
+            .send(Request {
+                events,
+                lease_owner,
+                reply,
+            })
             .await
             .map_err(|_| "the ingest writer stopped".to_string())?;
         outcome
@@ -82,6 +102,7 @@ struct Writer {
     work: Arc<Notify>,
     generation: Arc<AtomicU64>,
     rules: Option<Rules>,
+    handoff: Handoff,
 }
 
 impl Writer {
@@ -148,9 +169,20 @@ impl Writer {
             .flat_map(|r| r.events.iter())
             .map(|event| (event.clone(), plan(event, journeys)))
             .collect();
-        self.store
-            .apply_events(&planned, self.clock.now())
+        let lease_now = SystemClock.now();
+        let lease = Lease {
+            owner: group[0].lease_owner.to_string(),
+            until: lease_now + LEASE_MS,
+            now: lease_now,
+        };
+        let (outcomes, due) = self
+            .store
+            .apply_events(&planned, self.clock.now(), Some(&lease))
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        if !due.is_empty() {
+            self.handoff.lock().expect("handoff lock").extend(due);
+        }
+        Ok(outcomes)
     }
 }

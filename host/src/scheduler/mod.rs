@@ -4,6 +4,9 @@
 //! one commits; [`Scheduler::run`] is the thin loop around `drain` that sleeps
 //! until the next deadline or until new work arrives.
 //!
+//! Runs an event resumed arrive already leased from ingest (the handoff)
+//! and go first; everything else due is claimed from the store with leases.
+//!
 //! A batch's steps execute on one blocking worker per core (each step on a
 //! fresh instance restored from its snapshot) and commit in one transaction.
 //! Every commit is guarded by the run's status and step, so a step whose run
@@ -112,14 +115,23 @@ impl Scheduler {
         }
     }
 
-    /// Leases up to one batch of due runs and starts executing them on the step workers.
+    /// Takes up to one batch of runs to execute: those ingest handed over
+    /// (already leased), else due runs leased now; starts them on the step workers.
     async fn claim(&self, now: u64) -> Result<Option<Batch>, StoreError> {
         let owner = self.runtime.host_id().to_string();
-        let due = self
-            .runtime
-            .store
-            .claim_due(&owner, now, self.runtime.lease_now(), self.batch)
-            .await?;
+        let handed: Vec<DueRun> = {
+            let mut handoff = self.runtime.handoff.lock().expect("handoff lock");
+            let n = handoff.len().min(self.batch as usize);
+            handoff.drain(..n).collect()
+        };
+        let due = if handed.is_empty() {
+            self.runtime
+                .store
+                .claim_due(&owner, now, self.runtime.lease_now(), self.batch)
+                .await?
+        } else {
+            handed
+        };
         if due.is_empty() {
             return Ok(None);
         }

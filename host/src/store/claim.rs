@@ -25,6 +25,19 @@ impl Store {
         lease_now: u64,
         limit: u32,
     ) -> Result<Vec<DueRun>, StoreError> {
+        // Most calls find nothing due: ask a reader first, and take the write
+        // lock (which ingest and commits wait on) only when there is work.
+        let any: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE status IN ('active', 'waiting') AND due_at <= ?1
+                            AND (lease_until IS NULL OR lease_until < ?2))",
+        )
+        .bind(now as i64)
+        .bind(lease_now as i64)
+        .fetch_one(self.pool())
+        .await?;
+        if !any {
+            return Ok(Vec::new());
+        }
         let _writer = self.write_lock().await;
         let rows = sqlx::query(AssertSqlSafe(format!(
             "UPDATE runs SET lease_owner = ?1, lease_until = ?2,

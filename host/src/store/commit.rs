@@ -216,8 +216,16 @@ async fn look_back(
                 properties,
                 timestamp: row.get::<i64, _>("timestamp") as u64,
             };
-            return deliver_event(tx, c.run_id, i64::from(c.expected_step + 1), &event, c.now)
-                .await;
+            let delivered = deliver_event(
+                tx,
+                c.run_id,
+                i64::from(c.expected_step + 1),
+                &event,
+                c.now,
+                None,
+            )
+            .await?;
+            return Ok(delivered.is_some());
         }
     }
     Ok(false)

@@ -20,18 +20,23 @@ impl Store {
     ///
     /// # Errors
     /// A database failure; nothing was stored.
+    ///
+    /// With a `lease`, the runs the events resume are claimed for its owner
+    /// in the same transaction and returned, ready to execute.
     pub async fn apply_events(
         &self,
         events: &[(NewEvent, EventPlan)],
         now: u64,
-    ) -> Result<Vec<EventOutcome>, StoreError> {
+        lease: Option<&Lease>,
+    ) -> Result<(Vec<EventOutcome>, Vec<DueRun>), StoreError> {
         let mut tx = self.write_tx().await?;
         let mut outcomes = Vec::with_capacity(events.len());
+        let mut due = Vec::new();
         for (event, plan) in events {
-            outcomes.push(apply_event(&mut tx, event, plan, now).await?);
+            outcomes.push(apply_event(&mut tx, event, plan, now, lease, &mut due).await?);
         }
         tx.commit().await?;
-        Ok(outcomes)
+        Ok((outcomes, due))
     }
 
     /// Creates or updates a contact; `properties` are merged (null removes a key).
@@ -202,6 +207,8 @@ async fn apply_event(
     event: &NewEvent,
     plan: &EventPlan,
     now: u64,
+    lease: Option<&Lease>,
+    due: &mut Vec<DueRun>,
 ) -> Result<EventOutcome, StoreError> {
     let tenant = event.tenant_id.as_str();
     if let Some(key) = &event.idempotency_key {
@@ -341,8 +348,11 @@ async fn apply_event(
         };
         if all_match(filter, &event.properties) {
             let id: i64 = row.get("id");
-            if deliver_event(tx, id, row.get("step"), &pending, now).await? {
+            if let Some(run) = deliver_event(tx, id, row.get("step"), &pending, now, lease).await? {
                 outcome.resumed.push(id);
+                if lease.is_some() {
+                    due.push(run);
+                }
             }
         }
     }

@@ -100,6 +100,15 @@ pub struct RunRow {
     pub ended_at: Option<u64>,
 }
 
+/// A lease to take on runs as they become due: who holds it and until when
+/// (system time), and the system time now (an older lease has expired).
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub owner: String,
+    pub until: u64,
+    pub now: u64,
+}
+
 /// A run whose next step is due, claimed by this host, with what it needs to run it.
 #[derive(Debug, Clone)]
 pub struct DueRun {
