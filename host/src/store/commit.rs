@@ -184,7 +184,7 @@ async fn insert_outbox(
             .push_bind(c.now as i64);
     });
     // The key is (run, step, call) or the journey's label: a send is queued once.
-    q.push(" ON CONFLICT(key) DO NOTHING");
+    q.push(" ON CONFLICT(run_id, key) DO NOTHING");
     q.build().execute(&mut **tx).await?;
     Ok(())
 }
