@@ -8,6 +8,7 @@ mod events;
 mod failures;
 mod hostile;
 mod hotload;
+mod languages;
 mod process;
 mod runs;
 mod snapshots;

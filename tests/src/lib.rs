@@ -11,6 +11,12 @@ pub fn component_path(name: &str) -> PathBuf {
     path
 }
 
+/// Where compiled artifacts are cached across test runs: the JavaScript and
+/// Python components take seconds to compile.
+pub fn artifact_cache() -> PathBuf {
+    PathBuf::from(env!("CAIRN_TEST_CACHE"))
+}
+
 /// The bytes of a built journey component.
 pub fn component(name: &str) -> Vec<u8> {
     std::fs::read(component_path(name)).expect("reading a built component")
@@ -52,6 +58,7 @@ impl Host {
         let clock = ManualClock::new(T0);
         let engine = Engine::new(EngineConfig {
             max_instances: 32,
+            cache_dir: Some(artifact_cache()),
             ..EngineConfig::default()
         })
         .unwrap();

@@ -40,13 +40,19 @@ enum Command {
     Tenant(tenant::TenantArgs),
     /// Create and revoke tenants' API keys (in the database).
     Key(tenant::KeyArgs),
-    /// Build a Rust journey crate (or workspace) into components.
+    /// Build journey sources into components: a Rust crate or workspace
+    /// (Cargo.toml), a JavaScript package (package.json), a Python module
+    /// (pyproject.toml or a .py file) or C sources (.c files).
     Build {
-        /// The crate or workspace directory.
+        /// The journey's directory.
         dir: PathBuf,
         /// Where to write the components (default: <dir>/target/journeys).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The cairn SDKs (guest-sdk/) for JavaScript, Python and C journeys
+        /// (default: this checkout's, when cairn runs from one).
+        #[arg(long, env = "CAIRN_SDK")]
+        sdk: Option<PathBuf>,
     },
     /// Run a journey in virtual time and print its timeline.
     Simulate(simulate::SimulateArgs),
@@ -80,7 +86,7 @@ pub fn main() -> ExitCode {
             } => deploy(&component, &server, api_key.as_deref()).await,
             Command::Tenant(args) => tenant::tenant(args).await,
             Command::Key(args) => tenant::key(args).await,
-            Command::Build { dir, out } => build(&dir, out),
+            Command::Build { dir, out, sdk } => build(&dir, out, sdk),
             Command::Simulate(args) => simulate::simulate(args).await,
         }
     });
@@ -123,17 +129,30 @@ async fn deploy(component: &Path, server: &str, api_key: Option<&str>) -> anyhow
     Ok(())
 }
 
-fn build(dir: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
+fn build(dir: &Path, out: Option<PathBuf>, sdk: Option<PathBuf>) -> anyhow::Result<()> {
     let out_dir = out.unwrap_or_else(|| dir.join("target").join("journeys"));
-    eprintln!("building {} for {} ...", dir.display(), cairn_build::TARGET);
+    // A cairn built from a checkout finds the checkout's SDKs.
+    let sdk = sdk.or_else(|| {
+        let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
+        checkout.is_dir().then_some(checkout)
+    });
+    eprintln!("building {} ...", dir.display());
     let built = cairn_build::build(&cairn_build::BuildRequest {
         source: dir.to_path_buf(),
         out_dir,
         target_dir: None,
         show_progress: true,
+        sdk,
+        tools: cairn_build::Tools::default(),
     })?;
     for b in built {
-        println!("{} ({} KiB)", b.path.display(), b.size / 1024);
+        let bytes =
+            std::fs::read(&b.path).with_context(|| format!("reading {}", b.path.display()))?;
+        crate::engine::check_component(&bytes).map_err(|why| {
+            anyhow::anyhow!("{} would be refused at deploy: {why}", b.path.display())
+        })?;
+        let reused = if b.rebuilt { "" } else { ", unchanged" };
+        println!("{} ({} KiB{reused})", b.path.display(), b.size / 1024);
     }
     Ok(())
 }

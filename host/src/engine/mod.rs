@@ -17,6 +17,15 @@ mod validate;
 
 pub use load::{DeployError, LoadedJourney, content_hash, memory_refusal};
 pub use meta::{EntryLimit, EventRule, JourneyMeta};
+
+/// The deploy-time checks on imports, exports and code that need no
+/// compilation (`cairn build` runs them on what it wrote).
+///
+/// # Errors
+/// What deploy would refuse, in words.
+pub fn check_component(bytes: &[u8]) -> Result<(), String> {
+    validate::check(bytes).map(drop)
+}
 pub use step::{Session, StepCall, StepOutcome, StepResult};
 
 use crate::durable::{Limits, StepState};

@@ -1,0 +1,56 @@
+//! Running a language's external tools: captured output for errors, and a
+//! missing tool reported with what to install.
+
+use super::BuildError;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// How to find and install one tool.
+pub(super) struct Tool {
+    pub language: &'static str,
+    pub program: PathBuf,
+    pub install: &'static str,
+}
+
+impl Tool {
+    pub fn command(&self) -> Command {
+        Command::new(&self.program)
+    }
+
+    /// Runs `cmd` (made by [`Tool::command`]): Ok on success; the tool's
+    /// output as a compile error on failure; install advice if it is missing.
+    pub fn run(&self, mut cmd: Command, show_progress: bool) -> Result<(), BuildError> {
+        cmd.stdin(Stdio::null());
+        if show_progress {
+            cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        } else {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
+        let output = cmd.output().map_err(|err| self.missing(err.to_string()))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let mut text = String::from_utf8_lossy(&output.stderr).to_string();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !stdout.trim().is_empty() {
+            text = format!("{stdout}\n{text}");
+        }
+        Err(BuildError::Compile {
+            language: self.language,
+            output: text.trim().to_string(),
+        })
+    }
+
+    pub fn missing(&self, problem: String) -> BuildError {
+        BuildError::MissingToolchain {
+            language: self.language,
+            tool: self.program.display().to_string(),
+            problem: if problem.contains("No such file") || problem.contains("not found") {
+                "it was not found".to_string()
+            } else {
+                problem
+            },
+            install: self.install.to_string(),
+        }
+    }
+}
