@@ -59,7 +59,7 @@ pub(super) fn build(request: &BuildRequest) -> Result<Built, BuildError> {
     .arg("-Wl,--strip-debug")
     .arg("-o")
     .arg(&core);
-    match zig.run(cmd, request.show_progress) {
+    match zig.run(cmd) {
         Err(BuildError::Compile { output, .. }) if output.contains("No module named ziglang") => {
             return Err(zig.missing("its ziglang module is not installed".into()));
         }

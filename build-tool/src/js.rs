@@ -87,7 +87,7 @@ pub(super) fn build(request: &BuildRequest) -> Result<Built, BuildError> {
         .arg(&wit)
         .arg("--out")
         .arg(&out);
-    node.run(cmd, request.show_progress)?;
+    node.run(cmd)?;
     let bytes = std::fs::read(&out).map_err(io(&out))?;
     let built = finish(request, &name, &out, &bytes)?;
     record_stamp(request, &name, &stamp)?;

@@ -54,7 +54,7 @@ pub(super) fn build(request: &BuildRequest) -> Result<Built, BuildError> {
         cmd.arg("-p").arg(sdk);
     }
     cmd.arg("cairn_app").arg("-o").arg(&out);
-    tool.run(cmd, request.show_progress)?;
+    tool.run(cmd)?;
     let bytes = std::fs::read(&out).map_err(io(&out))?;
     let built = finish(request, &name, &out, &bytes)?;
     record_stamp(request, &name, &stamp)?;

@@ -19,13 +19,14 @@ impl Tool {
 
     /// Runs `cmd` (made by [`Tool::command`]): Ok on success; the tool's
     /// output as a compile error on failure; install advice if it is missing.
-    pub fn run(&self, mut cmd: Command, show_progress: bool) -> Result<(), BuildError> {
-        cmd.stdin(Stdio::null());
-        if show_progress {
-            cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
-        } else {
-            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        }
+    /// The output is always captured: these tools print nothing useful while
+    /// they work, and their errors belong in the error.
+    pub fn run(&self, mut cmd: Command) -> Result<(), BuildError> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // componentize-py is Rust inside: no backtrace of its own frames.
+            .env("RUST_BACKTRACE", "0");
         let output = cmd.output().map_err(|err| self.missing(err.to_string()))?;
         if output.status.success() {
             return Ok(());
@@ -34,6 +35,9 @@ impl Tool {
         let stdout = String::from_utf8_lossy(&output.stdout);
         if !stdout.trim().is_empty() {
             text = format!("{stdout}\n{text}");
+        }
+        if let Some(cut) = text.find("\nStack backtrace:") {
+            text.truncate(cut);
         }
         Err(BuildError::Compile {
             language: self.language,

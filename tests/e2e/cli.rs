@@ -74,7 +74,10 @@ fn bad_input_to_the_cli_is_refused_with_a_reason() {
 
     let (ok, _, err) = cairn(&["build", dir.path().to_str().unwrap()]);
     assert!(!ok);
-    assert!(err.contains("has no Cargo.toml"), "{err}");
+    assert!(
+        err.contains("holds no journey sources cairn knows"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -104,6 +107,92 @@ fn build_reports_the_compilers_error() {
         target.join("out").to_str().unwrap(),
     ]);
     assert!(!ok);
-    assert!(err.contains("cargo build failed"), "{err}");
+    assert!(err.contains("Rust build failed"), "{err}");
     assert!(err.contains("mismatched types"), "{err}");
+}
+
+/// `cairn build` on `dir` with the toolchains the test suite uses, overridden by `env`.
+fn build_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
+    let out = Command::new(CAIRN)
+        .arg("build")
+        .arg(dir)
+        .env("CAIRN_NODE", env!("CAIRN_TEST_NODE"))
+        .env("CAIRN_COMPONENTIZE_PY", env!("CAIRN_TEST_COMPONENTIZE_PY"))
+        .env("CAIRN_PYTHON", env!("CAIRN_TEST_PYTHON"))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A journey project in `language` whose source is `code`.
+fn project(language: &str, code: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let file = match language {
+        "js" => {
+            std::fs::write(
+                dir.path().join("package.json"),
+                r#"{"name": "broken-js", "main": "journey.js"}"#,
+            )
+            .unwrap();
+            "journey.js"
+        }
+        "py" => "broken.py",
+        _ => "broken.c",
+    };
+    std::fs::write(dir.path().join(file), code).unwrap();
+    dir
+}
+
+#[test]
+fn build_reports_each_languages_compiler_error() {
+    let cases = [
+        (
+            "js",
+            "import { journey } from \"cairn-journey\";\nexport default journey({ meta: { id: \"x\" }, async run(ctx) { await ctx.sleep(1 } });\n",
+            ["JavaScript build failed", "journey.js"],
+        ),
+        (
+            "py",
+            "from cairn_journey import journey\n\ndef broken(:\n    pass\n",
+            ["Python build failed", "SyntaxError"],
+        ),
+        (
+            "c",
+            "#include \"cairn.h\"\nint broken( { return 0; }\n",
+            ["C build failed", "broken.c"],
+        ),
+    ];
+    for (language, code, expected) in cases {
+        let dir = project(language, code);
+        let (ok, err) = build_with(dir.path(), &[]);
+        assert!(!ok, "{language}");
+        for text in expected {
+            assert!(err.contains(text), "{language}: no {text:?} in {err}");
+        }
+    }
+}
+
+#[test]
+fn build_names_the_missing_toolchain_and_how_to_install_it() {
+    let cases = [
+        ("js", "CAIRN_NODE", "install Node.js 18 or newer"),
+        (
+            "py",
+            "CAIRN_COMPONENTIZE_PY",
+            "pip install componentize-py==0.25.1",
+        ),
+        ("c", "CAIRN_PYTHON", "pip install ziglang==0.17.1"),
+    ];
+    for (language, variable, install) in cases {
+        let dir = project(language, "");
+        let (ok, err) = build_with(dir.path(), &[(variable, "/nonexistent/tool")]);
+        assert!(!ok, "{language}");
+        assert!(err.contains("/nonexistent/tool"), "{language}: {err}");
+        assert!(err.contains("was not found"), "{language}: {err}");
+        assert!(err.contains(install), "{language}: {err}");
+    }
 }
