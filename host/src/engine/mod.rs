@@ -109,7 +109,9 @@ impl Engine {
             let n = config.max_instances;
             let mut pool = PoolingAllocationConfig::default();
             pool.total_component_instances(n)
-                .total_core_instances(n * 8)
+                // componentize-py output links ~40 core instances (libpython,
+                // libc, ... dynamically); Rust and JavaScript need 2-4.
+                .total_core_instances(n * 48)
                 // Instrumentation adds one memory (scratch) per instance.
                 .total_memories(n * 3)
                 .total_tables(n * 8)
