@@ -12,12 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Journeys in other languages than Rust, built one directory each.
-const POLYGLOT: [&str; 5] = [
+const POLYGLOT: [&str; 6] = [
     "sample-journeys/welcome-series-js",
     "sample-journeys/welcome-series-py",
     "sample-journeys/welcome-series-c",
     "tests/journeys/probe-js",
     "tests/journeys/probe-py",
+    "tests/journeys/greeter-zig",
 ];
 
 fn main() {

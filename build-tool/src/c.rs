@@ -1,7 +1,9 @@
-//! C journeys (and Zig through translate-c): every `.c` file in the
-//! directory, compiled by `zig cc` as a wasm32 reactor together with the C
-//! SDK (`cairn.c`) and bindings that wit-bindgen's C generator writes from
-//! the WIT contract. No libc I/O is used, so the module imports only cairn.
+//! C and Zig journeys: every `.c` file in the directory (and its one `.zig`
+//! root file, which imports the SDK's declarations as module `cairn`,
+//! translated from `cairn.h`), compiled by zig as a wasm32 reactor together
+//! with the C SDK (`cairn.c`) and bindings that wit-bindgen's C generator
+//! writes from the WIT contract. No libc I/O is used, so the module imports
+//! only cairn.
 
 use super::tool::Tool;
 use super::{
@@ -25,6 +27,7 @@ pub(super) fn build(request: &BuildRequest) -> Result<Built, BuildError> {
     let name = build_name(&dir_name);
     let mut inputs = sources.clone();
     inputs.extend(files_with_extension(&request.source, "h")?);
+    inputs.extend(files_with_extension(&request.source, "zig")?);
     inputs.extend([sdk.join("cairn.h"), sdk.join("cairn.c")]);
     let (reused, stamp) = cached(request, &name, &inputs);
     if let Some(built) = reused {
@@ -39,36 +42,102 @@ pub(super) fn build(request: &BuildRequest) -> Result<Built, BuildError> {
         program: request.tools.python.clone(),
         install: INSTALL,
     };
+    let includes = [
+        format!("-I{}", generated.display()),
+        format!("-I{}", sdk.display()),
+        format!("-I{}", request.source.display()),
+    ];
+    let c_inputs = sources
+        .iter()
+        .cloned()
+        .chain([
+            sdk.join("cairn.c"),
+            generated.join("journey.c"),
+            generated.join("journey_component_type.o"),
+        ])
+        .collect::<Vec<_>>();
     let mut cmd = zig.command();
-    cmd.args([
-        "-m",
-        "ziglang",
-        "cc",
-        "--target=wasm32-wasi",
-        "-O2",
-        "-mexec-model=reactor",
-    ])
-    .arg(format!("-I{}", generated.display()))
-    .arg(format!("-I{}", sdk.display()))
-    .arg(format!("-I{}", request.source.display()))
-    .args(&sources)
-    .arg(sdk.join("cairn.c"))
-    .arg(generated.join("journey.c"))
-    .arg(generated.join("journey_component_type.o"))
-    .arg(format!("-Wl,-z,stack-size={STACK_SIZE}"))
-    .arg("-Wl,--strip-debug")
-    .arg("-o")
-    .arg(&core);
-    match zig.run(cmd) {
-        Err(BuildError::Compile { output, .. }) if output.contains("No module named ziglang") => {
-            return Err(zig.missing("its ziglang module is not installed".into()));
+    match zig_root(request)? {
+        None => {
+            cmd.args([
+                "-m",
+                "ziglang",
+                "cc",
+                "--target=wasm32-wasi",
+                "-O2",
+                "-mexec-model=reactor",
+            ])
+            .args(&includes)
+            .args(&c_inputs)
+            .arg(format!("-Wl,-z,stack-size={STACK_SIZE}"))
+            .arg("-Wl,--strip-debug")
+            .arg("-o")
+            .arg(&core);
         }
-        other => other?,
+        Some(root) => {
+            // The Zig file imports the SDK's declarations as module `cairn`.
+            let mut translate = zig.command();
+            translate
+                .args([
+                    "-m",
+                    "ziglang",
+                    "translate-c",
+                    "-target",
+                    "wasm32-wasi",
+                    "-lc",
+                ])
+                .arg(sdk.join("cairn.h"));
+            let declarations = work.join("cairn.zig");
+            let zig_decls = zig_step(&zig, translate)?;
+            std::fs::write(&declarations, zig_decls).map_err(io(&declarations))?;
+            let target = ["-target", "wasm32-wasi", "-O", "ReleaseSmall"];
+            cmd.args(["-m", "ziglang", "build-exe"])
+                .args(target)
+                .args([
+                    "-mexec-model=reactor",
+                    "-fno-entry",
+                    "-rdynamic",
+                    "-lc",
+                    "-fstrip",
+                ])
+                .arg(format!("--stack"))
+                .arg(STACK_SIZE.to_string())
+                .args(&includes)
+                .args(&c_inputs)
+                .args(["--dep", "cairn"])
+                .arg(format!("-Mroot={}", root.display()))
+                .args(target)
+                .arg(format!("-Mcairn={}", declarations.display()))
+                .arg(format!("-femit-bin={}", core.display()));
+        }
     }
+    zig_step(&zig, cmd)?;
     let bytes = std::fs::read(&core).map_err(io(&core))?;
     let built = finish(request, &name, &core, &bytes)?;
     record_stamp(request, &name, &stamp)?;
     Ok(built)
+}
+
+/// Runs one zig step; a Python without the ziglang module means zig is missing.
+fn zig_step(zig: &Tool, cmd: std::process::Command) -> Result<Vec<u8>, BuildError> {
+    match zig.output(cmd) {
+        Err(BuildError::Compile { output, .. }) if output.contains("No module named ziglang") => {
+            Err(zig.missing("its ziglang module is not installed".into()))
+        }
+        other => other,
+    }
+}
+
+/// The Zig journey's root file: the directory's one `.zig` file, if any.
+fn zig_root(request: &BuildRequest) -> Result<Option<PathBuf>, BuildError> {
+    let files = files_with_extension(&request.source, "zig")?;
+    match files.len() {
+        0 | 1 => Ok(files.into_iter().next()),
+        _ => Err(BuildError::Project(format!(
+            "{} has several .zig files: keep one root file that imports the others",
+            request.source.display()
+        ))),
+    }
 }
 
 /// The C SDK directory (`cairn.h`, `cairn.c`).

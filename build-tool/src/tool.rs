@@ -21,7 +21,12 @@ impl Tool {
     /// output as a compile error on failure; install advice if it is missing.
     /// The output is always captured: these tools print nothing useful while
     /// they work, and their errors belong in the error.
-    pub fn run(&self, mut cmd: Command) -> Result<(), BuildError> {
+    pub fn run(&self, cmd: Command) -> Result<(), BuildError> {
+        self.output(cmd).map(drop)
+    }
+
+    /// Like [`Tool::run`], returning what the tool wrote to stdout.
+    pub fn output(&self, mut cmd: Command) -> Result<Vec<u8>, BuildError> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -29,7 +34,7 @@ impl Tool {
             .env("RUST_BACKTRACE", "0");
         let output = cmd.output().map_err(|err| self.missing(err.to_string()))?;
         if output.status.success() {
-            return Ok(());
+            return Ok(output.stdout);
         }
         let mut text = String::from_utf8_lossy(&output.stderr).to_string();
         let stdout = String::from_utf8_lossy(&output.stdout);

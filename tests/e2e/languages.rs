@@ -161,6 +161,18 @@ async fn typed_errors_reach_javascript_and_python_as_exceptions_they_catch() {
     }
 }
 
+#[tokio::test]
+async fn a_zig_journey_on_the_c_sdk_keeps_its_globals_across_a_wait() {
+    let host = Host::new().await;
+    let journey = host.deploy("greeter_zig").await;
+    let run = host.start(&journey, "ada", "{}").await;
+    assert_eq!(run.status, RunStatus::Waiting, "{:?}", run.failure);
+    host.advance(DAY).await;
+    let run = host.run(run.id).await;
+    assert_eq!(run.status, RunStatus::Completed, "{:?}", run.failure);
+    assert_eq!(run.checkpoint.as_deref(), Some("greeted-twice"));
+}
+
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn-under-test");
 
 #[tokio::test]
