@@ -100,7 +100,7 @@ pub(super) fn build(request: &BuildRequest) -> Result<Built, BuildError> {
                     "-lc",
                     "-fstrip",
                 ])
-                .arg(format!("--stack"))
+                .arg("--stack")
                 .arg(STACK_SIZE.to_string())
                 .args(&includes)
                 .args(&c_inputs)
