@@ -66,7 +66,12 @@ pub(super) fn build(request: &BuildRequest) -> Result<Built, BuildError> {
         });
     }
     let mut inputs = source_files(&request.source);
-    inputs.extend([sdk.join("index.js"), script.clone()]);
+    // The lockfile stands for the toolchain's versions.
+    inputs.extend([
+        sdk.join("index.js"),
+        script.clone(),
+        sdk.join("package-lock.json"),
+    ]);
     let (reused, stamp) = cached(request, &name, &inputs);
     if let Some(built) = reused {
         return Ok(built);
