@@ -2,7 +2,23 @@
 // Each bench target includes this file and uses a part of it.
 #![allow(dead_code)]
 
+use cairn::durable::StepEnv;
 use std::time::Duration;
+
+/// The environment of step `step` of a benchmark run at `now`: run 1,
+/// started at [`cairn_tests::T0`], with the default limits.
+pub fn step_env(step: u32, now: u64, ceiling_at: u64) -> StepEnv {
+    StepEnv {
+        run_id: 1,
+        step,
+        user_id: "bench".into(),
+        started_at: cairn_tests::T0,
+        ceiling_at,
+        now,
+        seed: 7,
+        limits: Default::default(),
+    }
+}
 
 /// Whether to run `section`: every section whose names contain one of the
 /// arguments (`cargo bench -p cairn-tests --bench core -- throughput`), or

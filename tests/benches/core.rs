@@ -19,21 +19,12 @@ use std::time::{Duration, Instant};
 
 #[path = "common.rs"]
 mod common;
-use common::{Stats, selected, us};
+use common::{Stats, selected, step_env, us};
 
 const MINUTE: u64 = 60_000;
 
 fn env(step: u32) -> StepEnv {
-    StepEnv {
-        run_id: 1,
-        step,
-        user_id: "bench".into(),
-        started_at: T0,
-        ceiling_at: T0 + 365 * DAY,
-        now: T0 + u64::from(step) * MINUTE,
-        seed: 1,
-        limits: Default::default(),
-    }
+    step_env(step, T0 + u64::from(step) * MINUTE, T0 + 365 * DAY)
 }
 
 fn main() {

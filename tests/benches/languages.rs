@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 #[path = "common.rs"]
 mod common;
-use common::{Stats, ms, us};
+use common::{Stats, ms, step_env, us};
 
 const LANGUAGES: [(&str, &str); 4] = [
     ("Rust", "welcome_series"),
@@ -24,16 +24,7 @@ const LANGUAGES: [(&str, &str); 4] = [
 ];
 
 fn env(step: u32) -> StepEnv {
-    StepEnv {
-        run_id: 1,
-        step,
-        user_id: "bench".into(),
-        started_at: T0,
-        ceiling_at: T0 + 10 * DAY,
-        now: T0 + u64::from(step) * DAY,
-        seed: 7,
-        limits: Default::default(),
-    }
+    step_env(step, T0 + u64::from(step) * DAY, T0 + 10 * DAY)
 }
 
 fn engine(cache: Option<&std::path::Path>) -> Engine {

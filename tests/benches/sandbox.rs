@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 #[path = "common.rs"]
 mod common;
-use common::{Stats, ms, selected};
+use common::{Stats, ms, selected, step_env};
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -91,16 +91,7 @@ async fn deploy_to_first_run() {
 }
 
 fn env(step: u32) -> StepEnv {
-    StepEnv {
-        run_id: 1,
-        step,
-        user_id: "bench".into(),
-        started_at: T0,
-        ceiling_at: T0 + 30 * DAY,
-        now: T0 + u64::from(step) * 3_600_000,
-        seed: 1,
-        limits: Default::default(),
-    }
+    step_env(step, T0 + u64::from(step) * 3_600_000, T0 + 30 * DAY)
 }
 
 /// Time of the step that hashes `rounds` rounds, on `engine`.

@@ -36,12 +36,7 @@ async fn an_over_ceiling_wait_is_refused_and_the_journey_handles_it() {
             run.user_id,
             run.failure
         );
-        let outbox = host
-            .runtime
-            .store
-            .outbox(DEFAULT_TENANT, Some(run.id))
-            .await
-            .unwrap();
+        let outbox = host.outbox(run.id).await;
         assert_eq!(outbox[0].template, "final-notice");
     }
 }

@@ -317,14 +317,7 @@ async fn an_exit_that_races_a_running_step_discards_the_step_and_its_sends() {
     );
     let after = host.run(run).await;
     assert_eq!(after.status, RunStatus::Exited);
-    assert!(
-        host.runtime
-            .store
-            .outbox(DEFAULT_TENANT, Some(run))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(host.outbox(run).await.is_empty());
 }
 
 #[tokio::test]

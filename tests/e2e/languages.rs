@@ -133,12 +133,7 @@ async fn typed_errors_reach_javascript_and_python_as_exceptions_they_catch() {
             "{probe}: {:?}",
             run.failure
         );
-        let outbox = host
-            .runtime
-            .store
-            .outbox(DEFAULT_TENANT, Some(run.id))
-            .await
-            .unwrap();
+        let outbox = host.outbox(run.id).await;
         let props = &outbox[0].props;
         assert_eq!(props["kind"], "exceeds-ceiling", "{probe}: {props}");
         assert_eq!(props["limit"], run.ceiling_at.to_string());

@@ -23,12 +23,7 @@ async fn an_event_resumes_the_waiting_run_and_later_events_change_nothing() {
     let done = host.run(run.id).await;
     assert_eq!(done.status, RunStatus::Completed);
     assert_eq!(done.checkpoint.as_deref(), Some("converted"));
-    let outbox = host
-        .runtime
-        .store
-        .outbox(DEFAULT_TENANT, Some(run.id))
-        .await
-        .unwrap();
+    let outbox = host.outbox(run.id).await;
     let templates: Vec<_> = outbox.iter().map(|m| m.template.as_str()).collect();
     assert_eq!(templates, ["welcome", "tips", "thank-you"]);
     assert_eq!(outbox[2].props["item"], "boots");
@@ -42,15 +37,7 @@ async fn an_event_resumes_the_waiting_run_and_later_events_change_nothing() {
         (still.status, still.step),
         (RunStatus::Completed, done.step)
     );
-    assert_eq!(
-        host.runtime
-            .store
-            .outbox(DEFAULT_TENANT, Some(run.id))
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(host.outbox(run.id).await.len(), 3);
 }
 
 #[tokio::test]

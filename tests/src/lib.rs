@@ -109,6 +109,15 @@ impl Host {
         self.runtime.store.run(id).await.unwrap().unwrap()
     }
 
+    /// A run's outbox rows (default tenant), oldest first.
+    pub async fn outbox(&self, run: i64) -> Vec<cairn::store::OutboxRow> {
+        self.runtime
+            .store
+            .outbox(DEFAULT_TENANT, Some(run))
+            .await
+            .unwrap()
+    }
+
     /// Ingests one event for `user`.
     pub async fn event(
         &self,

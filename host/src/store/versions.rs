@@ -40,7 +40,8 @@ impl RunCounts {
 }
 
 impl Store {
-    /// The versions of a tenant's journey, newest first.
+    /// The versions of a tenant's journey: the active one first, then the
+    /// most recently active, then the most recently deployed.
     ///
     /// # Errors
     /// [`StoreError::UnknownJourney`], or a database failure.
@@ -61,7 +62,7 @@ impl Store {
              JOIN journeys j ON j.tenant_id = v.tenant_id AND j.id = v.journey_id
              LEFT JOIN runs r ON r.tenant_id = v.tenant_id AND r.version = v.hash
              WHERE v.tenant_id = ? AND v.journey_id = ?
-             GROUP BY v.hash ORDER BY v.activated_at DESC, v.deployed_at DESC",
+             GROUP BY v.hash ORDER BY active DESC, v.activated_at DESC, v.rowid DESC",
         )
         .bind(tenant)
         .bind(journey)
