@@ -4,7 +4,7 @@
 use super::bindings::JourneyIndices;
 use super::meta::JourneyMeta;
 use super::{ENGINE_TAG, Engine, epoch_ticks};
-use crate::durable::{StepEnv, StepState, human_bytes};
+use crate::durable::{Limits, StepEnv, StepState, human_bytes};
 use crate::snapshot::{self, Binding, Pristine, StateAccess};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -32,6 +32,9 @@ pub enum DeployError {
     #[error("the component trapped while starting: {0}")]
     Trap(String),
 }
+
+/// The CPU (epoch time) a deploy may spend running the component's own code.
+const DEPLOY_CPU_MS: u64 = 10_000;
 
 /// A deployed journey version, ready to run steps.
 pub struct LoadedJourney {
@@ -117,7 +120,13 @@ impl Engine {
             ceiling_at: 0,
             now: 0,
             seed: 0,
-            limits: Arc::new(self.limits().clone()),
+            limits: Arc::new(Limits {
+                // Instantiating a 19 MB interpreter twice and calling `meta`
+                // is bounded too, but by more than one step's CPU: a busy
+                // host must not refuse a good component for being slow.
+                max_step_cpu_ms: self.limits().max_step_cpu_ms.max(DEPLOY_CPU_MS),
+                ..self.limits().clone()
+            }),
         };
         let fresh = || -> Result<(Store<StepState>, wasmtime::component::Instance), DeployError> {
             let mut store = self.new_store(env.clone());
