@@ -7,7 +7,7 @@ use super::{ENGINE_TAG, Engine, epoch_ticks};
 use crate::durable::{Limits, StepEnv, StepState, human_bytes};
 use crate::snapshot::{self, Binding, Pristine, StateAccess};
 use sha2::{Digest, Sha256};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::Store;
 use wasmtime::component::{Component, InstancePre};
@@ -70,6 +70,14 @@ impl LoadedJourney {
     }
 }
 
+/// What deploy learned about a component besides its artifact.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Prepared {
+    layout: snapshot::Layout,
+    /// The largest initial size of any memory it declares, in bytes.
+    largest_initial_memory: u64,
+}
+
 /// Why a component whose memory starts larger than `limit` is refused.
 pub fn memory_refusal(declared: u64, limit: u64) -> String {
     format!(
@@ -91,26 +99,41 @@ impl Engine {
     /// [`DeployError`], naming what is wrong with the component.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedJourney, DeployError> {
         let _span = tracing::info_span!("cairn.engine.load", bytes = bytes.len()).entered();
-        let checked = super::validate::check(bytes).map_err(DeployError::Invalid)?;
         let max_memory = self.limits().max_memory_bytes as u64;
-        if checked.largest_initial_memory > max_memory {
-            return Err(DeployError::Invalid(memory_refusal(
-                checked.largest_initial_memory,
-                max_memory,
-            )));
-        }
+        let fits = |declared: u64| {
+            if declared > max_memory {
+                return Err(DeployError::Invalid(memory_refusal(declared, max_memory)));
+            }
+            Ok(())
+        };
         let hash = content_hash(bytes);
-        let instrumented = snapshot::instrument(bytes)?;
-        let component = self.compile(&instrumented.bytes)?;
+        let (component, prepared) = match self.cached(&hash) {
+            Some(cached) => cached,
+            None => {
+                let checked = super::validate::check(bytes).map_err(DeployError::Invalid)?;
+                // Before compiling: the pool could not hold such a memory.
+                fits(checked.largest_initial_memory)?;
+                let instrumented = snapshot::instrument(bytes)?;
+                let prepared = Prepared {
+                    layout: instrumented.layout,
+                    largest_initial_memory: checked.largest_initial_memory,
+                };
+                (
+                    self.compile(&hash, &instrumented.bytes, &prepared)?,
+                    prepared,
+                )
+            }
+        };
+        fits(prepared.largest_initial_memory)?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| DeployError::World(format!("{e:#}")))?;
         let indices =
             JourneyIndices::new(&instance_pre).map_err(|e| DeployError::World(format!("{e:#}")))?;
-        let access = StateAccess::resolve(&component, &instrumented.layout)
+        let access = StateAccess::resolve(&component, &prepared.layout)
             .map_err(|e| DeployError::Compile(e.to_string()))?;
-        let binding = Binding::new(ENGINE_TAG, hash, &instrumented.layout);
+        let binding = Binding::new(ENGINE_TAG, hash, &prepared.layout);
 
         let env = StepEnv {
             run_id: 0,
@@ -161,32 +184,59 @@ impl Engine {
             access,
             pristine: Arc::new(pristine),
             binding,
-            declared_memory: checked.largest_initial_memory,
+            declared_memory: prepared.largest_initial_memory,
         })
     }
 
-    /// Compiles, or loads the artifact cached for these exact bytes and this engine.
-    fn compile(&self, instrumented: &[u8]) -> Result<Component, DeployError> {
-        let Some(dir) = &self.config.cache_dir else {
+    /// Where the artifact (`.cwasm`) and what deploy learned (`.json`) of
+    /// the component with content hash `hash` are cached.
+    fn cache_paths(&self, hash: &[u8; 32]) -> Option<(PathBuf, PathBuf)> {
+        let dir = self.config.cache_dir.as_ref()?;
+        let key = format!(
+            "{}-{ENGINE_TAG}-i{}",
+            hex::encode(&hash[..16]),
+            snapshot::instrument::INSTRUMENT_VERSION
+        );
+        Some((
+            dir.join(format!("{key}.cwasm")),
+            dir.join(format!("{key}.json")),
+        ))
+    }
+
+    /// The compiled artifact and layout cached for a component that passed
+    /// validation before: no validating, instrumenting or compiling again.
+    fn cached(&self, hash: &[u8; 32]) -> Option<(Component, Prepared)> {
+        let (artifact, prepared) = self.cache_paths(hash)?;
+        let prepared: Prepared = serde_json::from_slice(&std::fs::read(&prepared).ok()?).ok()?;
+        // SAFETY: the artifact was written by `precompile_component` of this
+        // engine version into the host's own cache directory; a corrupt or
+        // foreign file fails deserialization, and the component is prepared
+        // again from its bytes.
+        match unsafe { Component::deserialize_file(&self.inner, &artifact) } {
+            Ok(component) => {
+                tracing::debug!(artifact = %artifact.display(), "using the cached compiled artifact");
+                Some((component, prepared))
+            }
+            Err(err) => {
+                tracing::warn!(path = %artifact.display(), "recompiling: cached artifact unusable: {err:#}");
+                None
+            }
+        }
+    }
+
+    /// Compiles an instrumented component and caches the artifact and what
+    /// deploy learned under the original component's hash.
+    fn compile(
+        &self,
+        hash: &[u8; 32],
+        instrumented: &[u8],
+        prepared: &Prepared,
+    ) -> Result<Component, DeployError> {
+        let Some((path, sidecar)) = self.cache_paths(hash) else {
             return Component::new(&self.inner, instrumented)
                 .map_err(|e| DeployError::Compile(format!("{e:#}")));
         };
-        let key = hex::encode(&content_hash(instrumented)[..16]);
-        let path = dir.join(format!("{key}-{ENGINE_TAG}.cwasm"));
-        if path.is_file() {
-            // SAFETY: the artifact was written by `precompile_component` of this
-            // engine version into the host's own cache directory; a corrupt
-            // or foreign file fails deserialization and is recompiled below.
-            match unsafe { Component::deserialize_file(&self.inner, &path) } {
-                Ok(component) => {
-                    tracing::debug!(artifact = %path.display(), "using the cached compiled artifact");
-                    return Ok(component);
-                }
-                Err(err) => {
-                    tracing::warn!(path = %path.display(), "recompiling: cached artifact unusable: {err:#}")
-                }
-            }
-        }
+        let dir = path.parent().expect("a cache file has a directory");
         let started = std::time::Instant::now();
         let artifact = self
             .inner
@@ -197,7 +247,12 @@ impl Engine {
             artifact = %path.display(),
             "compiled a component"
         );
-        if let Err(err) = write_atomically(dir, &path, &artifact) {
+        // The artifact first: a layout without its artifact is never used.
+        let written = write_atomically(dir, &path, &artifact).and_then(|()| {
+            let json = serde_json::to_vec(prepared).expect("a layout serializes");
+            write_atomically(dir, &sidecar, &json)
+        });
+        if let Err(err) = written {
             tracing::warn!(path = %path.display(), "could not cache the compiled artifact: {err}");
         }
         // SAFETY: `artifact` was produced by this engine a moment ago.

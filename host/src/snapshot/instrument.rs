@@ -31,8 +31,13 @@ pub const STATE_INSTANCE: &str = "cairn:snapshot/state";
 /// The host function the accessor calls to hand a guest memory range to the host without a copy.
 pub const SINK_IMPORT: &str = "cairn-snapshot-sink";
 
+/// The version of what [`instrument`] produces. Compiled artifacts are cached
+/// under it with the layout beside them: bump it whenever the instrumented
+/// output or the layout changes, or hosts reuse stale artifacts.
+pub const INSTRUMENT_VERSION: u32 = 1;
+
 /// The value type of one mutable global, in the order `globals-get` returns them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum GlobalKind {
     I32,
     I64,
@@ -41,7 +46,7 @@ pub enum GlobalKind {
 }
 
 /// What the instrumented component exposes: its memories and globals, in accessor order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Layout {
     /// One entry per defined memory: (core instance index, initial pages).
     pub memories: Vec<(u32, u64)>,
