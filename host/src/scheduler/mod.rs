@@ -116,22 +116,24 @@ impl Scheduler {
     }
 
     /// Takes up to one batch of runs to execute: those ingest handed over
-    /// (already leased), else due runs leased now; starts them on the step workers.
+    /// (already leased) and due runs leased now, and starts them on the step
+    /// workers. Handed runs fill at most three quarters of a batch, so timers
+    /// that came due are claimed even while events keep arriving.
     async fn claim(&self, now: u64) -> Result<Option<Batch>, StoreError> {
         let owner = self.runtime.host_id().to_string();
-        let handed: Vec<DueRun> = {
+        let batch = self.batch as usize;
+        let mut due: Vec<DueRun> = {
             let mut handoff = self.runtime.handoff.lock().expect("handoff lock");
-            let n = handoff.len().min(self.batch as usize);
+            let n = handoff.len().min(batch - batch / 4);
             handoff.drain(..n).collect()
         };
-        let due = if handed.is_empty() {
+        let room = (batch - due.len()) as u32;
+        due.extend(
             self.runtime
                 .store
-                .claim_due(&owner, now, self.runtime.lease_now(), self.batch)
-                .await?
-        } else {
-            handed
-        };
+                .claim_due(&owner, now, self.runtime.lease_now(), room)
+                .await?,
+        );
         if due.is_empty() {
             return Ok(None);
         }
