@@ -78,6 +78,29 @@ fn main() {
         "cargo:rustc-env=CAIRN_TEST_PYTHON={}",
         tools.python.display()
     );
+    println!(
+        "cargo:rustc-env=CAIRN_TEST_SMTP_PYTHON={}",
+        smtp_sink_python(&guests).display()
+    );
+}
+
+/// A Python with aiosmtpd (PyPI) for the SMTP sink the delivery tests start.
+fn smtp_sink_python(guests: &Path) -> PathBuf {
+    let venv = guests.join("smtp-venv");
+    let python = venv.join("bin/python");
+    let has_aiosmtpd = Command::new(&python)
+        .args(["-c", "import aiosmtpd"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_aiosmtpd {
+        println!(
+            "cargo:warning=installing aiosmtpd (PyPI) into {}",
+            venv.display()
+        );
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
+        run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "aiosmtpd==1.4.6"]));
+    }
+    python
 }
 
 /// The tools for the polyglot journeys, installing what is missing.

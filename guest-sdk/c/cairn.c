@@ -112,6 +112,32 @@ const char *cairn_input(void) { return input_json ? input_json : "{}"; }
 uint64_t cairn_started_at(void) { return started_at; }
 const cairn_error *cairn_last_error(void) { return &last_error; }
 
+bool cairn_next_local_time(uint8_t hour, uint8_t minute, unsigned weekdays, const char *timezone, uint64_t *at) {
+    cairn_journey_types_weekday_t days[7];
+    size_t n = 0;
+    for (unsigned d = 0; d < 7; d++)
+        if (weekdays & (1u << d)) days[n++] = (cairn_journey_types_weekday_t)d;
+    cairn_journey_types_local_time_t local;
+    local.hour = hour;
+    local.minute = minute;
+    local.weekdays.ptr = days;
+    local.weekdays.len = n;
+    local.timezone.is_some = timezone != NULL;
+    if (timezone) local.timezone.val = borrow(timezone);
+    journey_string_t err;
+    if (cairn_journey_durable_next_local_time(&local, at, &err)) {
+        last_error.kind = CAIRN_OK;
+        return true;
+    }
+    char *why = dup_string(&err);
+    journey_string_free(&err);
+    char text[256];
+    snprintf(text, sizeof text, "invalid local time: %s", why);
+    free(why);
+    set_error(CAIRN_ERR_INVALID, text);
+    return false;
+}
+
 bool cairn_send_to(const char *to, const char *template_name, const char *props_json, const char *category, const char *label) {
     cairn_journey_types_message_t message;
     message.channel = CAIRN_JOURNEY_TYPES_CHANNEL_EMAIL;
@@ -275,6 +301,11 @@ void exports_journey_meta(journey_journey_meta_t *ret) {
     }
     ret->execution_timeout.is_some = m.execution_timeout != 0;
     ret->execution_timeout.val = m.execution_timeout;
+    size_t templates = 0;
+    while (templates < CAIRN_MAX_RULES && m.templates[templates]) templates++;
+    ret->templates.len = templates;
+    ret->templates.ptr = templates ? calloc(templates, sizeof(journey_string_t)) : NULL;
+    for (size_t i = 0; i < templates; i++) journey_string_dup(&ret->templates.ptr[i], m.templates[i]);
 }
 
 void exports_journey_start(journey_start_input_t *input, journey_step_t *ret) {

@@ -68,6 +68,7 @@ typedef struct {
     cairn_entry_limit entry_limit;
     uint64_t once_per;                         /* with CAIRN_ONCE_PER_PERIOD */
     uint64_t execution_timeout;                /* 0: the host's default */
+    const char *templates[CAIRN_MAX_RULES];    /* templates the journey sends; deploy checks them */
 } cairn_meta;
 
 /* What a step of the journey returns; use the macros, not these values. */
@@ -119,6 +120,16 @@ bool cairn_send_to(const char *to, const char *template_name, const char *props_
 void cairn_checkpoint(const char *label);
 void cairn_log(const char *message);
 uint64_t cairn_now(void);
+
+/* Local time: the first instant after now when the clock in the user's time
+ * zone (or `timezone`, an IANA name; NULL for the user's) reads hour:minute,
+ * on a day in `weekdays` (a mask of CAIRN_MONDAY.. CAIRN_SUNDAY; 0 any day).
+ * Returns false if refused (see cairn_last_error); pass *at to cairn_sleep_until. */
+enum {
+    CAIRN_MONDAY = 1, CAIRN_TUESDAY = 2, CAIRN_WEDNESDAY = 4, CAIRN_THURSDAY = 8,
+    CAIRN_FRIDAY = 16, CAIRN_SATURDAY = 32, CAIRN_SUNDAY = 64,
+};
+bool cairn_next_local_time(uint8_t hour, uint8_t minute, unsigned weekdays, const char *timezone, uint64_t *at);
 uint64_t cairn_random_u64(void);
 
 const cairn_error *cairn_last_error(void);

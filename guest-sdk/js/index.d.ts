@@ -41,6 +41,8 @@ export interface Meta {
   entryLimit?: "once" | "unlimited" | { oncePer: Duration };
   /** The run's execution ceiling: no wait may end after start + this. */
   executionTimeout?: Duration;
+  /** Templates the journey sends; deploying fails until each is registered with the host. */
+  templates?: string[];
 }
 
 export interface Start {
@@ -95,6 +97,8 @@ export class SendError extends Error {
 }
 
 /** The durable context. */
+export type Weekday = "monday" | "tuesday" | "wednesday" | "thursday" | "friday" | "saturday" | "sunday";
+
 export interface Ctx {
   sleep(duration: Duration): Promise<void>;
   sleepUntil(at: Instant): Promise<void>;
@@ -102,6 +106,12 @@ export interface Ctx {
   checkpoint(label: string): void;
   send(message: Message): SendReceipt;
   /** The step's time: when its wait ended. It does not advance during a step. */
+  /** The next instant at `hour:minute` in the user's time zone (or `timezone`), on one of `weekdays` if given. */
+  nextLocalTime(
+    hour: number,
+    minute: number,
+    options?: { weekdays?: Weekday[]; timezone?: string },
+  ): Instant;
   now(): Instant;
   /** Random, and the same if a crashed step runs again. */
   randomU64(): bigint;

@@ -138,6 +138,19 @@ class Ctx {
       throw e && e.payload ? new SendError(e.payload) : e;
     }
   }
+  /**
+   * The first instant (unix ms, BigInt) after now when the clock in the
+   * user's time zone reads `hour:minute`, for `sleepUntil`. Options:
+   * `weekdays` (e.g. ["monday"]) and `timezone` (an IANA zone instead of the
+   * user's). Throws an Error naming a bad hour, minute or zone.
+   */
+  nextLocalTime(hour, minute, { weekdays = [], timezone } = {}) {
+    try {
+      return durable.nextLocalTime({ hour, minute, weekdays, timezone });
+    } catch (e) {
+      throw new Error(`invalid local time: ${e && e.payload !== undefined ? e.payload : e}`);
+    }
+  }
   /** The step's time, unix ms (BigInt): when its wait ended. */
   now() {
     return durable.now();
@@ -171,6 +184,7 @@ function toMeta(meta) {
     exitOn: (meta.exitOn ?? []).map(toRule),
     entryLimit: toEntryLimit(meta.entryLimit),
     executionTimeout: meta.executionTimeout === undefined ? undefined : BigInt(meta.executionTimeout),
+    templates: meta.templates ?? [],
   };
 }
 
@@ -181,7 +195,7 @@ function describe(error) {
 
 /**
  * Declares a journey: `meta` (id, name, trigger, exitOn, entryLimit,
- * executionTimeout) and `async run(ctx, start)`, where `start` is
+ * executionTimeout, templates) and `async run(ctx, start)`, where `start` is
  * `{ userId, input, startedAt }` (`input` is the run's JSON text).
  */
 export function journey({ meta, run }) {

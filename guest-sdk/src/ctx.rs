@@ -5,13 +5,17 @@
 //! - [`Ctx::sleep_until`] for calendar deadlines ("when the trial ends");
 //! - [`Ctx::wait_for_event`] to react to what the user does, with a timeout;
 //! - [`Ctx::checkpoint`] to mark a milestone operators can see;
-//! - [`Ctx::send`] to queue a message through the host's delivery policy.
+//! - [`Ctx::send`] to queue a message through the host's delivery policy;
+//! - [`Ctx::next_local_time`] for "next 09:00 in the user's time zone",
+//!   to pass to `sleep_until` (the host has the time-zone database).
 
 use crate::__private::bindings::cairn::journey::durable;
 use crate::__private::bindings::cairn::journey::types as wit;
 use crate::runtime::{register_pending, take_wake};
 use crate::time::to_millis;
-use crate::{Condition, LogLevel, Message, SendError, SendReceipt, Timestamp, WaitError, Waited};
+use crate::{
+    Condition, LocalTime, LogLevel, Message, SendError, SendReceipt, Timestamp, WaitError, Waited,
+};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -70,6 +74,25 @@ impl Ctx {
     /// [`SendError`] if the message is malformed or too large.
     pub fn send(&self, message: Message) -> Result<SendReceipt, SendError> {
         durable::send(&message)
+    }
+
+    /// The first instant after now when the clock in the user's time zone
+    /// reads `at`: pass it to [`Ctx::sleep_until`].
+    ///
+    /// ```no_run
+    /// # use cairn_journey::prelude::*;
+    /// # async fn f(ctx: Ctx) -> Result<()> {
+    /// let monday_ten = ctx.next_local_time(LocalTime::at(10, 0).on(&[Weekday::Monday]))?;
+    /// ctx.sleep_until(monday_ten).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The hour, minute or time zone is invalid (the reason is in the error).
+    pub fn next_local_time(&self, at: LocalTime) -> Result<Timestamp, crate::Error> {
+        durable::next_local_time(&at)
+            .map(Timestamp)
+            .map_err(|why| crate::Error::new(format!("invalid local time: {why}")))
     }
 
     /// The step's time: when its wait ended (virtual in simulation). It does

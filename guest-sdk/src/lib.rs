@@ -84,7 +84,8 @@ use std::fmt;
 /// A message for [`Ctx::send`].
 pub use wit::Message;
 pub use wit::{
-    CeilingExceeded, Channel, Event, LogLevel, SendError, SendReceipt, SendStatus, WaitError,
+    CeilingExceeded, Channel, Event, LocalTime, LogLevel, SendError, SendReceipt, SendStatus,
+    WaitError, Weekday,
 };
 
 /// The input of a run, given to the journey function.
@@ -211,6 +212,30 @@ impl Message {
     }
 }
 
+impl LocalTime {
+    /// `hour:minute` (24-hour clock) in the user's time zone, on any day.
+    pub fn at(hour: u8, minute: u8) -> Self {
+        LocalTime {
+            hour,
+            minute,
+            weekdays: Vec::new(),
+            timezone: None,
+        }
+    }
+
+    /// Only on these days of the week.
+    pub fn on(mut self, weekdays: &[Weekday]) -> Self {
+        self.weekdays = weekdays.to_vec();
+        self
+    }
+
+    /// In this IANA time zone (`Europe/Berlin`) instead of the user's.
+    pub fn in_zone(mut self, zone: impl Into<String>) -> Self {
+        self.timezone = Some(zone.into());
+        self
+    }
+}
+
 /// Generates the component exports for a journey.
 ///
 /// `meta` is an expression of type [`Meta`]; `run` names an
@@ -243,7 +268,8 @@ macro_rules! journey {
 /// Everything a journey usually needs, in one `use`.
 pub mod prelude {
     pub use crate::{
-        Channel, Ctx, Email, EntryLimit, Error, Event, EventRule, LogLevel, Message, Meta, Result,
-        SendStatus, Start, Timestamp, WaitError, Waited, days, hours, millis, minutes, seconds,
+        Channel, Ctx, Email, EntryLimit, Error, Event, EventRule, LocalTime, LogLevel, Message,
+        Meta, Result, SendStatus, Start, Timestamp, WaitError, Waited, Weekday, days, hours,
+        millis, minutes, seconds,
     };
 }

@@ -118,6 +118,7 @@ pub struct Meta {
     exit_on: Vec<EventRule>,
     entry_limit: EntryLimit,
     execution_timeout: Option<Duration>,
+    templates: Vec<String>,
 }
 
 impl Meta {
@@ -130,6 +131,7 @@ impl Meta {
             exit_on: Vec::new(),
             entry_limit: EntryLimit::Unlimited,
             execution_timeout: None,
+            templates: Vec::new(),
         }
     }
 
@@ -157,6 +159,13 @@ impl Meta {
         self
     }
 
+    /// Declares a template the journey sends: deploying fails until the
+    /// host has it registered. May be given several times.
+    pub fn template(mut self, name: impl Into<String>) -> Self {
+        self.templates.push(name.into());
+        self
+    }
+
     pub(crate) fn into_wit(self) -> wit::JourneyMeta {
         wit::JourneyMeta {
             id: self.id,
@@ -169,6 +178,7 @@ impl Meta {
                 EntryLimit::Unlimited => wit::EntryLimit::Unlimited,
             },
             execution_timeout: self.execution_timeout.map(to_millis),
+            templates: self.templates,
         }
     }
 }

@@ -73,6 +73,56 @@ pub async fn deploy_dir(runtime: &Runtime, tenant: &str, dir: &Path) -> std::io:
     Ok(deployed)
 }
 
+/// Registers every `NAME.jinja` under `dir` (subdirectories give names
+/// with `/`) as a template of `tenant`. A template that does not compile is
+/// logged and skipped; the others register. Returns how many registered.
+///
+/// # Errors
+/// The directory cannot be read, or the database failed.
+pub async fn register_templates(
+    runtime: &Runtime,
+    tenant: &str,
+    dir: &Path,
+) -> anyhow::Result<usize> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(current) = dirs.pop() {
+        for entry in std::fs::read_dir(&current)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "jinja") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut registered = 0;
+    for path in files {
+        let name = path
+            .strip_prefix(dir)
+            .expect("found under dir")
+            .with_extension("")
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        let source = std::fs::read_to_string(&path)?;
+        match runtime
+            .store
+            .put_template(tenant, &name, &source, runtime.now())
+            .await
+        {
+            Ok(_) => registered += 1,
+            Err(crate::store::StoreError::Invalid(why)) => {
+                tracing::error!(path = %path.display(), "template refused: {why}");
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(registered)
+}
+
 /// Deploys every component in `dir`, then watches it and deploys each new
 /// or changed `.wasm` once it settles, for as long as the runtime lives.
 ///

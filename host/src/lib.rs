@@ -15,6 +15,7 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod delivery;
 pub mod durable;
 pub mod engine;
 pub mod hotload;

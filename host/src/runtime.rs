@@ -3,6 +3,7 @@
 //! `simulate` all go through it; the [`crate::scheduler`] executes the steps.
 
 use crate::clock::{Clock, SystemClock};
+use crate::delivery::{DeliveryConfig, SendGate, StoreGate};
 use crate::durable::Limits;
 use crate::engine::{DeployError, Engine, LoadedJourney};
 use crate::ingest::{EventOutcome, Handoff, Identify, IncomingEvent, IngestWriter};
@@ -13,8 +14,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-/// How long a tenant's limits are reused before they are read again.
-const LIMITS_TTL: Duration = Duration::from_secs(10);
+/// How long a tenant's settings are reused before they are read again.
+pub const SETTINGS_TTL: Duration = Duration::from_secs(10);
 
 /// Why a runtime operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +44,16 @@ pub struct Deployed {
     pub new: bool,
 }
 
-/// A tenant's limits and when they were read.
-type CachedLimits = (Arc<Limits>, Instant);
+/// What a tenant configured, as its runs and deliveries use it.
+pub struct TenantSettings {
+    pub limits: Arc<Limits>,
+    pub delivery: Arc<DeliveryConfig>,
+    /// The delivery policy its steps' sends go through.
+    pub gate: Arc<dyn SendGate>,
+}
+
+/// A tenant's settings and when they were read.
+type CachedSettings = (Arc<TenantSettings>, Instant);
 
 /// Engine, store, clock and the cache of loaded versions.
 #[derive(Clone)]
@@ -58,8 +67,11 @@ pub struct Runtime {
     host_id: Arc<str>,
     /// Loaded versions by content hash (the same bytes load the same for every tenant).
     loaded: Arc<RwLock<HashMap<String, Arc<LoadedJourney>>>>,
-    /// Tenants' limits, as last read.
-    limits: Arc<RwLock<HashMap<String, CachedLimits>>>,
+    /// Tenants' settings, as last read.
+    settings: Arc<RwLock<HashMap<String, CachedSettings>>>,
+    unsubscribe_secret: Arc<tokio::sync::OnceCell<Arc<[u8]>>>,
+    /// Woken when messages may have become deliverable (a step sent, a retry).
+    pub deliveries: Arc<Notify>,
     /// Woken whenever work may have come due (a new run, an event, a clock move).
     pub work: Arc<Notify>,
     /// The runs whose steps each group commit applied, for whoever listens.
@@ -93,7 +105,9 @@ impl Runtime {
             lease_clock: Arc::new(SystemClock),
             host_id: "local".into(),
             loaded: Arc::default(),
-            limits: Arc::default(),
+            settings: Arc::default(),
+            unsubscribe_secret: Arc::default(),
+            deliveries: Arc::new(Notify::new()),
             work,
             committed: tokio::sync::broadcast::channel(1024).0,
             ingest,
@@ -127,31 +141,73 @@ impl Runtime {
         self.lease_clock.now()
     }
 
-    /// The limits of a tenant's runs: its own, within what the engine allows.
+    /// A tenant's limits (within what the engine allows), delivery settings
+    /// and send gate, as read at most [`SETTINGS_TTL`] ago.
     ///
     /// # Errors
     /// [`RuntimeError::UnknownTenant`], or a database failure.
-    pub async fn limits(&self, tenant: &str) -> Result<Arc<Limits>, RuntimeError> {
-        if let Some((limits, read_at)) = self.limits.read().expect("limits lock").get(tenant)
-            && read_at.elapsed() < LIMITS_TTL
+    pub async fn settings(&self, tenant: &str) -> Result<Arc<TenantSettings>, RuntimeError> {
+        if let Some((settings, read_at)) = self.settings.read().expect("settings lock").get(tenant)
+            && read_at.elapsed() < SETTINGS_TTL
         {
-            return Ok(limits.clone());
+            return Ok(settings.clone());
         }
+        let unknown = || RuntimeError::UnknownTenant(tenant.to_string());
         let mut limits = self
             .store
             .tenant_limits(tenant)
             .await?
-            .ok_or_else(|| RuntimeError::UnknownTenant(tenant.to_string()))?;
+            .ok_or_else(unknown)?;
+        let delivery = Arc::new(
+            self.store
+                .delivery_config(tenant)
+                .await?
+                .ok_or_else(unknown)?,
+        );
         // A pooled memory slot is only as large as the engine's limit.
         let host = self.engine.limits();
         limits.max_memory_bytes = limits.max_memory_bytes.min(host.max_memory_bytes);
         limits.max_ceiling_ms = limits.max_ceiling_ms.min(host.max_ceiling_ms);
-        let limits = Arc::new(limits);
-        self.limits
+        let settings = Arc::new(TenantSettings {
+            limits: Arc::new(limits),
+            gate: Arc::new(StoreGate::new(tenant, delivery.clone(), self.store.clone())),
+            delivery,
+        });
+        self.settings
             .write()
-            .expect("limits lock")
-            .insert(tenant.to_string(), (limits.clone(), Instant::now()));
-        Ok(limits)
+            .expect("settings lock")
+            .insert(tenant.to_string(), (settings.clone(), Instant::now()));
+        Ok(settings)
+    }
+
+    /// The limits of a tenant's runs.
+    ///
+    /// # Errors
+    /// See [`Runtime::settings`].
+    pub async fn limits(&self, tenant: &str) -> Result<Arc<Limits>, RuntimeError> {
+        Ok(self.settings(tenant).await?.limits.clone())
+    }
+
+    /// Drops this host's copy of a tenant's settings after they changed.
+    pub fn forget_settings(&self, tenant: &str) {
+        self.settings.write().expect("settings lock").remove(tenant);
+    }
+
+    /// The key that signs unsubscribe links, shared by every host of the database.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn unsubscribe_secret(&self) -> Result<Arc<[u8]>, RuntimeError> {
+        Ok(self
+            .unsubscribe_secret
+            .get_or_try_init(|| async {
+                self.store
+                    .host_secret("unsubscribe-links")
+                    .await
+                    .map(Arc::from)
+            })
+            .await?
+            .clone())
     }
 
     /// Validates, compiles and registers a component for a tenant; new runs
@@ -160,7 +216,15 @@ impl Runtime {
     /// # Errors
     /// [`RuntimeError::Deploy`] naming what is wrong with the component.
     pub async fn deploy(&self, tenant: &str, bytes: Vec<u8>) -> Result<Deployed, RuntimeError> {
-        let limits = self.limits(tenant).await?;
+        let (bytes, journey) = self.compile(bytes).await?;
+        self.register(tenant, &bytes, journey).await
+    }
+
+    /// Validates and compiles a component (off the async threads), for [`Runtime::register`].
+    ///
+    /// # Errors
+    /// [`RuntimeError::Deploy`] naming what is wrong with the component.
+    pub async fn compile(&self, bytes: Vec<u8>) -> Result<(Vec<u8>, LoadedJourney), RuntimeError> {
         let engine = self.engine.clone();
         let (bytes, journey) = tokio::task::spawn_blocking(move || {
             let loaded = engine.load(&bytes);
@@ -168,7 +232,21 @@ impl Runtime {
         })
         .await
         .expect("the deploy task panicked");
-        let journey = journey?;
+        Ok((bytes, journey?))
+    }
+
+    /// Registers a compiled component for a tenant, after checking it
+    /// against the tenant's limits and templates.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Deploy`] naming what the tenant refuses; a database failure.
+    pub async fn register(
+        &self,
+        tenant: &str,
+        bytes: &[u8],
+        journey: LoadedJourney,
+    ) -> Result<Deployed, RuntimeError> {
+        let limits = self.limits(tenant).await?;
         if journey.declared_memory > limits.max_memory_bytes as u64 {
             return Err(DeployError::Invalid(crate::engine::memory_refusal(
                 journey.declared_memory,
@@ -184,6 +262,19 @@ impl Runtime {
             ))
             .into());
         }
+        let missing = self
+            .store
+            .missing_templates(tenant, &journey.meta.templates)
+            .await?;
+        if !missing.is_empty() {
+            return Err(DeployError::Meta(format!(
+                "journey {:?} declares template(s) {} that the tenant has not registered: \
+                 register them first (PUT /v1/templates/NAME, or `serve --templates DIR`)",
+                journey.meta.id,
+                missing.join(", ")
+            ))
+            .into());
+        }
         let version = journey.hash_hex();
         let new = self
             .store
@@ -192,7 +283,7 @@ impl Runtime {
                 NewVersion {
                     hash: &version,
                     meta: &journey.meta,
-                    component: &bytes,
+                    component: bytes,
                 },
                 self.now(),
             )

@@ -6,6 +6,8 @@ CREATE TABLE tenants (
     name       TEXT NOT NULL,
     -- per-run limits (JSON, see host/src/durable/limits.rs); absent fields keep the defaults
     limits     TEXT NOT NULL DEFAULT '{}',
+    -- delivery settings (JSON, see host/src/delivery/config.rs): providers, policy
+    delivery   TEXT NOT NULL DEFAULT '{}',
     created_at INTEGER NOT NULL
 );
 -- The single-tenant default: the quick start runs as this tenant without keys.
@@ -117,23 +119,87 @@ CREATE TABLE steps (
     PRIMARY KEY (run_id, step)
 ) WITHOUT ROWID;
 
+-- Messages a step sent, with the policy's verdict, and their delivery.
 CREATE TABLE outbox (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    tenant_id  TEXT NOT NULL,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id   TEXT NOT NULL,
     -- run:step:call or run:label: a send is queued once
-    key        TEXT NOT NULL,
-    run_id     INTEGER NOT NULL,
-    step       INTEGER NOT NULL,
-    channel    TEXT NOT NULL,
-    recipient  TEXT NOT NULL,
-    template   TEXT NOT NULL,
-    props      TEXT NOT NULL,
-    category   TEXT NOT NULL,
-    status     TEXT NOT NULL DEFAULT 'queued',
-    created_at INTEGER NOT NULL
+    key         TEXT NOT NULL,
+    run_id      INTEGER NOT NULL,
+    step        INTEGER NOT NULL,
+    user_id     TEXT NOT NULL,
+    channel     TEXT NOT NULL,
+    -- the address the policy checked (the user's email for an empty `to`)
+    recipient   TEXT NOT NULL,
+    template    TEXT NOT NULL,
+    props       TEXT NOT NULL,
+    category    TEXT NOT NULL,
+    -- queued -> sending -> sent | dead (or back to queued to retry);
+    -- suppressed | unsubscribed | frequency-capped: refused, never delivered
+    status      TEXT NOT NULL CHECK (status IN ('queued', 'sending', 'sent', 'dead',
+                    'suppressed', 'unsubscribed', 'frequency-capped')),
+    -- not delivered before this (a send window's opening, a retry's backoff)
+    not_before  INTEGER NOT NULL DEFAULT 0,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    -- the host delivering it, until when (system time)
+    lease_owner TEXT,
+    lease_until INTEGER,
+    -- log | smtp | webhook, the provider's message id, and where it went
+    provider    TEXT,
+    provider_id TEXT,
+    delivered_to TEXT,
+    last_error  TEXT,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    sent_at     INTEGER
 );
 CREATE UNIQUE INDEX outbox_run_key ON outbox(run_id, key);
-CREATE INDEX outbox_tenant ON outbox(tenant_id, id);
+CREATE INDEX outbox_tenant ON outbox(tenant_id, status, id);
+CREATE INDEX outbox_due ON outbox(not_before) WHERE status = 'queued';
+CREATE INDEX outbox_leased ON outbox(lease_until) WHERE status = 'sending';
+-- frequency caps count a user's recent messages
+CREATE INDEX outbox_user ON outbox(tenant_id, user_id, created_at);
+
+-- Unsubscribes: category '*' is every category.
+CREATE TABLE preferences (
+    tenant_id  TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    category   TEXT NOT NULL,
+    subscribed INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, user_id, category)
+) WITHOUT ROWID;
+
+-- Addresses that bounced or complained (lowercase); suppressed_at marks the
+-- ones no message goes to.
+CREATE TABLE suppressions (
+    tenant_id     TEXT NOT NULL,
+    address       TEXT NOT NULL,
+    hard_bounces  INTEGER NOT NULL DEFAULT 0,
+    soft_bounces  INTEGER NOT NULL DEFAULT 0,
+    complaints    INTEGER NOT NULL DEFAULT 0,
+    reason        TEXT,
+    suppressed_at INTEGER,
+    updated_at    INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, address)
+) WITHOUT ROWID;
+
+-- Message templates (minijinja source, see host/src/delivery/templates.rs).
+CREATE TABLE templates (
+    tenant_id  TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    source     TEXT NOT NULL,
+    -- which blocks it defines (JSON)
+    parts      TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+);
+
+-- Host-wide secrets every host sharing the database uses (the unsubscribe-link key).
+CREATE TABLE host_secrets (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
 
 CREATE TABLE events (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,

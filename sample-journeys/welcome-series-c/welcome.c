@@ -14,6 +14,10 @@ void cairn_journey_meta(cairn_meta *m) {
     m->exit_on[0] = "unsubscribed";
     m->entry_limit = CAIRN_ONCE;
     m->execution_timeout = CAIRN_DAYS(10);
+    m->templates[0] = "welcome";
+    m->templates[1] = "tips";
+    m->templates[2] = "thank-you";
+    m->templates[3] = "reminder";
 }
 
 static char name[256];

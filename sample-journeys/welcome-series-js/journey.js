@@ -15,6 +15,7 @@ export default journey({
     exitOn: ["unsubscribed"],
     entryLimit: "once",
     executionTimeout: days(10),
+    templates: ["welcome", "tips", "thank-you", "reminder"],
   },
   async run(ctx, start) {
     const input = JSON.parse(start.input);

@@ -5,7 +5,8 @@ from cairn_journey import Event, days, journey
 
 
 @journey(id="welcome-series", name="Welcome series", trigger="signed_up",
-         exit_on=["unsubscribed"], entry_limit="once", execution_timeout=days(10))
+         exit_on=["unsubscribed"], entry_limit="once", execution_timeout=days(10),
+         templates=["welcome", "tips", "thank-you", "reminder"])
 async def run(ctx, start):
     name = start.json().get("name", "there")
     history = []

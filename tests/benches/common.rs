@@ -16,6 +16,7 @@ pub fn step_env(step: u32, now: u64, ceiling_at: u64) -> StepEnv {
         ceiling_at,
         now,
         seed: 7,
+        gate: cairn::delivery::OpenGate::shared(),
         limits: Default::default(),
     }
 }

@@ -238,7 +238,7 @@ async fn exit_on_ends_a_sleeping_run_and_a_waiting_run_at_once() {
     let sends_before = host
         .runtime
         .store
-        .outbox(DEFAULT_TENANT, None)
+        .outbox(DEFAULT_TENANT, &Default::default())
         .await
         .unwrap()
         .len();
@@ -246,7 +246,7 @@ async fn exit_on_ends_a_sleeping_run_and_a_waiting_run_at_once() {
     assert_eq!(
         host.runtime
             .store
-            .outbox(DEFAULT_TENANT, None)
+            .outbox(DEFAULT_TENANT, &Default::default())
             .await
             .unwrap()
             .len(),

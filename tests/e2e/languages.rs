@@ -36,7 +36,13 @@ async fn observed(host: &Host, run: i64) -> (Vec<Value>, Vec<Value>) {
         })
         .collect();
     let outbox = store
-        .outbox(DEFAULT_TENANT, Some(run))
+        .outbox(
+            DEFAULT_TENANT,
+            &cairn::store::OutboxFilter {
+                run_id: Some(run),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap()
         .into_iter()

@@ -4,11 +4,13 @@
 mod api;
 mod ceiling;
 mod cli;
+mod delivery;
 mod events;
 mod failures;
 mod hostile;
 mod hotload;
 mod languages;
+mod policy;
 mod process;
 mod runs;
 mod snapshots;

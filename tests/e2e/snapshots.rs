@@ -15,6 +15,7 @@ fn env(step: u32, now: u64) -> StepEnv {
         ceiling_at: T0 + 10 * DAY,
         now,
         seed: 0x5eed,
+        gate: cairn::delivery::OpenGate::shared(),
         limits: Default::default(),
     }
 }
@@ -163,6 +164,7 @@ fn a_rerun_step_sees_the_same_now_randoms_and_receipts() {
         &journey,
         StepEnv {
             seed: 0xfeed,
+            gate: cairn::delivery::OpenGate::shared(),
             limits: Default::default(),
             ..env(0, T0)
         },

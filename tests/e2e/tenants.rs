@@ -42,6 +42,7 @@ async fn a_tenant_cannot_see_or_touch_another_tenants_data() {
     assert_eq!(status, 401);
 
     let welcome = component("welcome_series");
+    acme.register_templates().await;
     let (status, deployed) = acme.post_bytes("/v1/journeys", welcome.clone()).await;
     assert_eq!(status, 201, "{deployed}");
     let version = deployed["version"].as_str().unwrap().to_string();
@@ -113,6 +114,7 @@ async fn a_tenant_cannot_see_or_touch_another_tenants_data() {
     assert_eq!(globex.post("/v1/events", &keyed).await.1["stored"], true);
 
     // The same component deployed by the other tenant is its own journey.
+    globex.register_templates().await;
     assert_eq!(globex.post_bytes("/v1/journeys", welcome).await.0, 201);
     let (_, theirs) = globex.post("/v1/events", &signed_up).await;
     assert_eq!(theirs["enrolled"].as_array().unwrap().len(), 1);

@@ -54,7 +54,7 @@ async fn v2_takes_new_runs_while_100_runs_finish_on_v1_which_then_drains() {
     let outbox = host
         .runtime
         .store
-        .outbox(DEFAULT_TENANT, None)
+        .outbox(DEFAULT_TENANT, &Default::default())
         .await
         .unwrap();
     let templates = |t: &str| outbox.iter().filter(|m| m.template == t).count();

@@ -18,7 +18,13 @@ async fn wasi_clocks_and_random_read_the_steps_time_and_derived_randomness() {
     let outbox = host
         .runtime
         .store
-        .outbox(DEFAULT_TENANT, Some(run.id))
+        .outbox(
+            DEFAULT_TENANT,
+            &cairn::store::OutboxFilter {
+                run_id: Some(run.id),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let props = &outbox[0].props;

@@ -1,7 +1,9 @@
 //! Helpers shared by the end-to-end tests: where the journeys built from
 //! source are, and how to start the host binary.
 
-use std::path::PathBuf;
+pub mod sinks;
+
+use std::path::{Path, PathBuf};
 
 /// The component built from `sample-journeys/<name>` or `tests/journeys/<name>`
 /// (`name` with underscores, e.g. `welcome_series`).
@@ -38,6 +40,16 @@ use cairn::scheduler::Scheduler;
 use cairn::store::{DEFAULT_TENANT, RunRow, Store};
 use std::sync::Arc;
 
+/// The templates the sample and test journeys send: register them for a
+/// tenant before its journeys deploy.
+pub fn template_dirs() -> [PathBuf; 2] {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    [
+        root.join("sample-journeys/templates"),
+        root.join("tests/templates"),
+    ]
+}
+
 /// A fixed start time for virtual clocks: 2026-05-28T20:26:40Z.
 pub const T0: u64 = 1_780_000_000_000;
 /// One day in milliseconds.
@@ -65,6 +77,11 @@ impl Host {
         let url = format!("sqlite://{}", dir.path().join("cairn.db").display());
         let store = Store::open(&url).await.unwrap();
         let runtime = Runtime::new(engine, store, clock.clone());
+        for dir in template_dirs() {
+            cairn::hotload::register_templates(&runtime, DEFAULT_TENANT, &dir)
+                .await
+                .unwrap();
+        }
         let scheduler = Scheduler::new(runtime.clone());
         Host {
             clock,
@@ -113,7 +130,13 @@ impl Host {
     pub async fn outbox(&self, run: i64) -> Vec<cairn::store::OutboxRow> {
         self.runtime
             .store
-            .outbox(DEFAULT_TENANT, Some(run))
+            .outbox(
+                DEFAULT_TENANT,
+                &cairn::store::OutboxFilter {
+                    run_id: Some(run),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap()
     }
@@ -229,6 +252,11 @@ impl Server {
             .arg(format!("sqlite://{}", db.display()))
             .arg("--cache-dir")
             .arg(cache)
+            .args(
+                template_dirs()
+                    .iter()
+                    .flat_map(|d| [std::ffi::OsStr::new("--templates"), d.as_os_str()]),
+            )
             .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(log_file(db))
@@ -319,6 +347,47 @@ impl Api {
             .await
             .unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Registers every template of [`template_dirs`] for this client's tenant.
+    pub async fn register_templates(&self) {
+        for dir in template_dirs() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+                let source = std::fs::read_to_string(&path).unwrap();
+                let (status, body) = self
+                    .put_text(&format!("/v1/templates/{name}"), &source)
+                    .await;
+                assert_eq!(status, 200, "{name}: {body}");
+            }
+        }
+    }
+
+    /// GET `path`; the status and the body as text.
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// PUT a text body; the status and the JSON answer (or the text as a JSON string).
+    pub async fn put_text(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .request(reqwest::Method::PUT, path)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
     }
 
     /// POST raw bytes (a component) to `path`.

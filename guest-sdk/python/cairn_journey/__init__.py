@@ -173,6 +173,17 @@ class Ctx:
         except Err as e:
             raise SendError(e.value) from None
 
+    def next_local_time(self, hour: int, minute: int, weekdays: Optional[list] = None,
+                        timezone: Optional[str] = None) -> int:
+        """The first instant (unix ms) after now when the clock in the user's
+        time zone (or ``timezone``) reads ``hour:minute``, on one of
+        ``weekdays`` (``["monday", ...]``) if given; for ``sleep_until``."""
+        days_ = [getattr(wit.Weekday, d.upper()) for d in weekdays or []]
+        try:
+            return durable.next_local_time(wit.LocalTime(hour, minute, days_, timezone))
+        except Err as e:
+            raise ValueError(f"invalid local time: {e.value}") from None
+
     def now(self) -> int:
         """The step's time, unix ms: when its wait ended."""
         return durable.now()
@@ -208,11 +219,14 @@ _wait: Optional[_Wait] = None
 
 
 def journey(id: str, name: Optional[str] = None, trigger: Any = None, exit_on: Optional[list] = None,
-            entry_limit: Any = None, execution_timeout: Optional[int] = None):
+            entry_limit: Any = None, execution_timeout: Optional[int] = None,
+            templates: Optional[list] = None):
     """Declares the module's journey: decorate ``async def run(ctx, start)``.
 
     ``trigger`` and each ``exit_on`` rule are an event name or
     ``(name, [conditions])``, e.g. ``("cart_abandoned", [gt("cart_value", 0)])``.
+    ``templates`` names the templates the journey sends: deploying fails
+    until each is registered with the host.
     """
 
     def register(run: Callable) -> Callable:
@@ -222,6 +236,7 @@ def journey(id: str, name: Optional[str] = None, trigger: Any = None, exit_on: O
                 id, name or id, None if trigger is None else _rule(trigger),
                 [_rule(r) for r in exit_on or []], _entry_limit(entry_limit),
                 None if execution_timeout is None else int(execution_timeout),
+                list(templates or []),
             ),
             "run": run,
         }

@@ -3,10 +3,13 @@
 //! handler but the clock's takes the caller's [`Tenant`] (see [`auth`]).
 //!
 //! - [`journeys`]: deploy, list, versions, activate, retire, enable, disable;
-//! - [`runs`]: start, list, inspect, cancel, the outbox;
+//! - [`runs`]: start, list, inspect, cancel;
+//! - [`delivery`]: the outbox, dead letters, bounces, preferences,
+//!   unsubscribe links, templates, a tenant's delivery settings;
 //! - [`events`]: events, contacts, skipped enrollments.
 
 mod auth;
+mod delivery;
 mod events;
 mod journeys;
 mod runs;
@@ -61,7 +64,27 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{id}", get(runs::get))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
-        .route("/v1/outbox", get(runs::outbox))
+        .route("/v1/outbox", get(delivery::outbox))
+        .route("/v1/outbox/{id}", get(delivery::outbox_message))
+        .route("/v1/outbox/{id}/retry", post(delivery::retry))
+        .route("/v1/delivery-events", post(delivery::feedback))
+        .route("/v1/suppressions", get(delivery::suppressions))
+        .route("/v1/suppressions/{address}", delete(delivery::unsuppress))
+        .route(
+            "/v1/users/{id}/preferences",
+            get(delivery::preferences).post(delivery::set_preferences),
+        )
+        .route(
+            "/v1/delivery",
+            get(delivery::settings).put(delivery::set_settings),
+        )
+        .route("/v1/templates", get(delivery::templates))
+        .route(
+            "/v1/templates/{*name}",
+            get(delivery::template)
+                .put(delivery::put_template)
+                .delete(delivery::delete_template),
+        )
         .route("/v1/events", post(events::post))
         .route("/v1/users", post(events::identify))
         .route("/v1/users/{id}", delete(events::delete_user))
@@ -74,7 +97,17 @@ pub fn router(state: AppState) -> Router {
     let deploy = Router::new()
         .route("/v1/journeys", post(journeys::deploy))
         .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES));
-    json_routes.merge(deploy).with_state(state)
+    // Reached from a mail client with a signed token, not an API key.
+    let unsubscribe = Router::new()
+        .route(
+            "/v1/unsubscribe",
+            get(delivery::unsubscribe_page).post(delivery::unsubscribe),
+        )
+        .layer(DefaultBodyLimit::max(4 << 10));
+    json_routes
+        .merge(deploy)
+        .merge(unsubscribe)
+        .with_state(state)
 }
 
 /// An error response: a status and a message naming what was wrong.
@@ -176,5 +209,6 @@ async fn advance_clock(
         }
     };
     state.runtime.work.notify_one();
+    state.runtime.deliveries.notify_one();
     Ok(Json(json!({ "now": now, "now_rfc3339": crate::clock::format(now) })).into_response())
 }

@@ -1,5 +1,4 @@
 //! Runs: start one, list and inspect them (with the timeline), cancel one,
-//! and read the outbox.
 
 use super::{ApiError, ApiResult, AppState, Tenant};
 use crate::store::{RunFilter, RunStatus};
@@ -69,18 +68,4 @@ pub(super) async fn cancel(
     Path(id): Path<i64>,
 ) -> ApiResult {
     Ok(Json(state.runtime.cancel_run(&tenant, id).await?).into_response())
-}
-
-#[derive(Deserialize)]
-pub(super) struct OutboxQuery {
-    run_id: Option<i64>,
-}
-
-pub(super) async fn outbox(
-    State(state): State<AppState>,
-    Tenant(tenant): Tenant,
-    Query(q): Query<OutboxQuery>,
-) -> ApiResult {
-    let messages = state.runtime.store.outbox(&tenant, q.run_id).await?;
-    Ok(Json(json!({ "messages": messages })).into_response())
 }

@@ -1,8 +1,10 @@
-//! `cairn serve`: open the store, start the scheduler, the journeys
-//! directory watcher and the HTTP API; hand leases back on shutdown.
+//! `cairn serve`: open the store, start the scheduler, the delivery worker,
+//! the journeys directory watcher and the HTTP API; hand leases back on
+//! shutdown.
 
 use crate::api::{Access, AppState, router};
 use crate::clock::{Clock, ManualClock, SystemClock};
+use crate::delivery::DeliveryWorker;
 use crate::engine::{Engine, EngineConfig};
 use crate::runtime::Runtime;
 use crate::scheduler::Scheduler;
@@ -23,9 +25,18 @@ pub(super) struct ServeArgs {
     /// Deploy every .wasm in this directory, and each new or changed one while serving.
     #[arg(long, env = "CAIRN_JOURNEYS")]
     journeys: Option<PathBuf>,
-    /// The tenant the journeys directory deploys for.
+    /// Register every `NAME.jinja` under this directory as template NAME
+    /// (before the journeys deploy, so their declared templates are found).
+    /// May be given several times.
+    #[arg(long, env = "CAIRN_TEMPLATES", value_delimiter = ',')]
+    templates: Vec<PathBuf>,
+    /// The tenant the journeys and templates directories are for.
     #[arg(long, default_value = DEFAULT_TENANT)]
     journeys_tenant: String,
+    /// Where this host is reached from outside, for the unsubscribe links in
+    /// emails (default: http://LISTEN).
+    #[arg(long, env = "CAIRN_PUBLIC_URL")]
+    public_url: Option<String>,
     /// Keep a virtual clock that only `POST /v1/clock/advance` moves.
     #[arg(long)]
     virtual_clock: bool,
@@ -81,6 +92,12 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.host_id
         );
     }
+    for dir in &args.templates {
+        let count = crate::hotload::register_templates(&runtime, &args.journeys_tenant, dir)
+            .await
+            .with_context(|| format!("registering the templates in {}", dir.display()))?;
+        tracing::info!("registered {count} template(s) from {}", dir.display());
+    }
     if let Some(dir) = &args.journeys {
         crate::hotload::watch(runtime.clone(), args.journeys_tenant.clone(), dir.clone())
             .await
@@ -100,6 +117,11 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     );
     let scheduler = tokio::spawn(Scheduler::new(runtime.clone()).run());
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", args.listen));
+    let delivery = tokio::spawn(DeliveryWorker::new(runtime.clone(), &public_url).run());
     let app = router(AppState {
         runtime: runtime.clone(),
         virtual_clock,
@@ -110,6 +132,8 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     scheduler.abort();
+    delivery.abort();
+    let _ = delivery.await;
     // Hand back what this host had claimed, so nothing waits for a lease to expire.
     let _ = scheduler.await;
     runtime.store.release_leases(runtime.host_id()).await?;

@@ -22,6 +22,11 @@ pub struct SimulateArgs {
     /// A JSON file of scripted events: `[{"at": "2d", "name": "purchased", "properties": {}}]`.
     #[arg(long)]
     events: Option<PathBuf>,
+    /// Templates to register (`NAME.jinja` files), as `serve --templates`.
+    /// A template the journey declares but no directory has is simulated
+    /// with a stand-in.
+    #[arg(long)]
+    templates: Vec<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -99,7 +104,27 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let runtime = Runtime::new(engine, store, clock.clone());
     let bytes = std::fs::read(&args.component)
         .with_context(|| format!("reading {}", args.component.display()))?;
-    let deployed = runtime.deploy(DEFAULT_TENANT, bytes).await?;
+    for dir in &args.templates {
+        crate::hotload::register_templates(&runtime, DEFAULT_TENANT, dir)
+            .await
+            .with_context(|| format!("registering the templates in {}", dir.display()))?;
+    }
+    let (bytes, journey) = runtime.compile(bytes).await?;
+    let missing = runtime
+        .store
+        .missing_templates(DEFAULT_TENANT, &journey.meta.templates)
+        .await?;
+    for name in missing {
+        println!("note: template {name:?} is not in --templates; simulating with a stand-in");
+        let stand_in = format!(
+            "{{% block subject %}}[{name}]{{% endblock %}}{{% block text %}}[{name}] for {{{{ cairn.user_id }}}}{{% endblock %}}"
+        );
+        runtime
+            .store
+            .put_template(DEFAULT_TENANT, &name, &stand_in, start)
+            .await?;
+    }
+    let deployed = runtime.register(DEFAULT_TENANT, &bytes, journey).await?;
     let run = runtime
         .start_run(
             DEFAULT_TENANT,
@@ -170,7 +195,16 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         .run(run.id)
         .await?
         .context("the run vanished")?;
-    let outbox = runtime.store.outbox(DEFAULT_TENANT, Some(run.id)).await?;
+    let outbox = runtime
+        .store
+        .outbox(
+            DEFAULT_TENANT,
+            &crate::store::OutboxFilter {
+                run_id: Some(run.id),
+                ..Default::default()
+            },
+        )
+        .await?;
     println!(
         "\nfinal: {} after {} steps; {} message(s) in the outbox{}",
         run.status.as_str(),

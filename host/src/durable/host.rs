@@ -1,6 +1,7 @@
 //! `impl Host` for `cairn:journey/durable` and `cairn:journey/types`.
 
 use super::{Condition, Effect, OutboxMessage, StepState, Wait, WaitKind, op_name};
+use crate::delivery::{Refusal, SendRequest, Verdict, localtime};
 use crate::engine::bindings::cairn::journey::{durable, types as wit};
 use serde_json::json;
 
@@ -50,6 +51,18 @@ fn level_name(level: wit::LogLevel) -> &'static str {
         wit::LogLevel::Info => "info",
         wit::LogLevel::Warn => "warn",
         wit::LogLevel::Error => "error",
+    }
+}
+
+fn weekday(day: wit::Weekday) -> chrono::Weekday {
+    match day {
+        wit::Weekday::Monday => chrono::Weekday::Mon,
+        wit::Weekday::Tuesday => chrono::Weekday::Tue,
+        wit::Weekday::Wednesday => chrono::Weekday::Wed,
+        wit::Weekday::Thursday => chrono::Weekday::Thu,
+        wit::Weekday::Friday => chrono::Weekday::Fri,
+        wit::Weekday::Saturday => chrono::Weekday::Sat,
+        wit::Weekday::Sunday => chrono::Weekday::Sun,
     }
 }
 
@@ -164,28 +177,83 @@ impl durable::Host for StepState {
                 message.label.unwrap_or_default()
             ))));
         }
-        let recipient = if message.to.is_empty() {
-            self.env.user_id.clone()
-        } else {
-            message.to
+        let category = message
+            .category
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| "default".to_string());
+        let channel = channel_name(message.channel);
+        let request = SendRequest {
+            user_id: &self.env.user_id,
+            channel,
+            to: &message.to,
+            template: &message.template,
+            category: &category,
+            now: self.env.now,
+            earlier: &self.record.outbox,
+        };
+        let admission = match self.env.gate.admit(&request) {
+            Ok(admission) => admission,
+            Err(Refusal::Invalid(why)) => return Ok(Err(wit::SendError::Invalid(why))),
+            Err(refusal @ Refusal::Unavailable(_)) => {
+                return Err(wasmtime::Error::msg(refusal.to_string()));
+            }
+        };
+        let status = match admission.verdict {
+            Verdict::Queued => wit::SendStatus::Queued,
+            Verdict::Suppressed => wit::SendStatus::Suppressed,
+            Verdict::Unsubscribed => wit::SendStatus::Unsubscribed,
+            Verdict::FrequencyCapped => wit::SendStatus::FrequencyCapped,
+            Verdict::DeferredUntil(at) => wit::SendStatus::DeferredUntil(at),
         };
         self.record.outbox.push(OutboxMessage {
             key: key.clone(),
-            channel: channel_name(message.channel).to_string(),
-            recipient,
+            channel: channel.to_string(),
+            recipient: admission.recipient,
             template: message.template.clone(),
             props,
-            category: message.category.unwrap_or_else(|| "default".to_string()),
+            category,
+            verdict: admission.verdict,
         });
         self.effect(Effect::Send {
             key: key.clone(),
             template: message.template,
         });
-        self.journal(call, "send", json!({ "key": key, "status": "queued" }));
-        Ok(Ok(wit::SendReceipt {
-            key,
-            status: wit::SendStatus::Queued,
-        }))
+        self.journal(
+            call,
+            "send",
+            json!({ "key": key, "verdict": admission.verdict }),
+        );
+        Ok(Ok(wit::SendReceipt { key, status }))
+    }
+
+    fn next_local_time(&mut self, at: wit::LocalTime) -> wasmtime::Result<Result<u64, String>> {
+        let call = self.call_index()?;
+        let Some(time) = chrono::NaiveTime::from_hms_opt(at.hour.into(), at.minute.into(), 0)
+        else {
+            return Ok(Err(format!(
+                "{:02}:{:02} is not a time of day (hour 0-23, minute 0-59)",
+                at.hour, at.minute
+            )));
+        };
+        let zone = match &at.timezone {
+            Some(name) => match localtime::zone(name) {
+                Some(zone) => zone,
+                None => return Ok(Err(format!("{name:?} is not an IANA time zone"))),
+            },
+            None => self
+                .env
+                .gate
+                .user_zone(&self.env.user_id)
+                .map_err(|refusal| wasmtime::Error::msg(refusal.to_string()))?,
+        };
+        let days: Vec<chrono::Weekday> = at.weekdays.iter().map(|d| weekday(*d)).collect();
+        let instant = localtime::next_local_time(self.env.now, zone, time, &days);
+        self.journal(
+            call,
+            "next-local-time",
+            json!({ "zone": zone.name(), "at": instant }),
+        );
+        Ok(Ok(instant))
     }
 
     fn now(&mut self) -> wasmtime::Result<u64> {

@@ -18,7 +18,9 @@
 //! - `sleep-until(t)`: a calendar deadline ("when the trial ends");
 //! - `wait-for-event(name, timeout, filter)`: react to the user, or give up after `timeout`;
 //! - `checkpoint(label)`: a milestone operators can see, no waiting;
-//! - `send(message)`: queue a message; exactly once per (run, step, call).
+//! - `send(message)`: queue a message; exactly once per (run, step, call);
+//!   the delivery policy's verdict is on the receipt;
+//! - `next-local-time(at)`: "next 09:00 in the user's time zone", for `sleep-until`.
 //!
 //! A failure the journey can handle is a WIT error value (`wait-error`,
 //! `send-error`); a broken host invariant is a trap. The two never mix.
@@ -32,6 +34,7 @@ pub use condition::all_match;
 pub use limits::{Limits, StepLimiter, human_bytes};
 
 use crate::clock::Millis;
+use crate::delivery::{SendGate, Verdict};
 use crate::engine::bindings::cairn::journey::types as wit;
 use crate::snapshot::ScanBuffer;
 use crate::snapshot::capture::HasScan;
@@ -39,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// Who and where a step runs: fixed for the whole step.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StepEnv {
     pub run_id: i64,
     /// The step number: 0 for `start`, then one more per resume.
@@ -56,6 +59,8 @@ pub struct StepEnv {
     pub seed: u64,
     /// The limits of the run's tenant.
     pub limits: Arc<Limits>,
+    /// The delivery policy of the run's tenant, which every send goes through.
+    pub gate: Arc<dyn SendGate>,
 }
 
 /// A property condition on an event, as stored with a wait.
@@ -101,6 +106,8 @@ pub struct OutboxMessage {
     pub template: String,
     pub props: serde_json::Value,
     pub category: String,
+    /// What the delivery policy decided when the send was made.
+    pub verdict: Verdict,
 }
 
 /// Something a step did that the run's timeline keeps.
@@ -215,6 +222,17 @@ impl StepState {
 
     fn effect(&mut self, effect: Effect) {
         self.record.effects.push(effect);
+    }
+}
+
+impl std::fmt::Debug for StepEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepEnv")
+            .field("run_id", &self.run_id)
+            .field("step", &self.step)
+            .field("user_id", &self.user_id)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
     }
 }
 

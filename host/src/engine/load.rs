@@ -143,6 +143,7 @@ impl Engine {
             ceiling_at: 0,
             now: 0,
             seed: 0,
+            gate: crate::delivery::OpenGate::shared(),
             limits: Arc::new(Limits {
                 // Instantiating a 19 MB interpreter twice and calling `meta`
                 // is bounded too, but by more than one step's CPU: a busy

@@ -30,6 +30,9 @@ pub struct JourneyMeta {
     pub entry_limit: EntryLimit,
     /// The run's execution ceiling, after applying the host default.
     pub execution_timeout_ms: u64,
+    /// The templates its sends use; deploying checks they are registered.
+    #[serde(default)]
+    pub templates: Vec<String>,
 }
 
 impl JourneyMeta {
@@ -79,6 +82,15 @@ impl JourneyMeta {
                 wit::EntryLimit::Unlimited => EntryLimit::Unlimited,
             },
             execution_timeout_ms,
+            templates: meta
+                .templates
+                .into_iter()
+                .map(|name| {
+                    crate::delivery::check_template_name(&name)
+                        .map(|()| name)
+                        .map_err(|why| format!("declared template: {why}"))
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 }

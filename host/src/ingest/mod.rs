@@ -214,11 +214,10 @@ impl Identify {
         if matches!(&self.properties, Some(p) if !p.is_object()) {
             return Err("properties must be a JSON object".into());
         }
-        if matches!(&self.email, Some(e) if !e.contains('@') || e.len() > 320) {
-            return Err(format!(
-                "email {:?} is not an address",
-                self.email.as_deref().unwrap_or("")
-            ));
+        if let Some(email) = &self.email
+            && (email.len() > 320 || email.parse::<lettre::Address>().is_err())
+        {
+            return Err(format!("email {email:?} is not an address"));
         }
         if matches!(&self.timezone, Some(tz) if tz.is_empty() || tz.len() > 64) {
             return Err("timezone must be an IANA zone name such as Europe/Berlin".into());
@@ -247,6 +246,7 @@ mod tests {
                 exit_on,
                 entry_limit: EntryLimit::Unlimited,
                 execution_timeout_ms: 1000,
+                templates: vec![],
             },
         }
     }

@@ -12,10 +12,10 @@
 //! Every commit is guarded by the run's status and step, so a step whose run
 //! moved on meanwhile (an exit, another worker) is discarded.
 
-use crate::durable::{Limits, StepEnv, StepRecord, WaitKind};
+use crate::durable::{StepEnv, StepRecord, WaitKind};
 use crate::engine::step::Wake;
 use crate::engine::{Engine, LoadedJourney, Session, StepCall, StepResult};
-use crate::runtime::{Runtime, RuntimeError};
+use crate::runtime::{Runtime, RuntimeError, TenantSettings};
 use crate::store::{DueRun, RunStatus, StepCommit, StepEnd, StoreError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,12 +139,12 @@ impl Scheduler {
         }
         let mut work = Vec::with_capacity(due.len());
         for run in due {
-            let journey = match self.runtime.limits(&run.run.tenant_id).await {
-                Ok(limits) => self
+            let journey = match self.runtime.settings(&run.run.tenant_id).await {
+                Ok(settings) => self
                     .runtime
                     .journey(&run.run.tenant_id, &run.run.version)
                     .await
-                    .map(|journey| (journey, limits)),
+                    .map(|journey| (journey, settings)),
                 Err(err) => Err(err),
             };
             work.push((run, journey));
@@ -179,6 +179,9 @@ impl Scheduler {
         let result = self.runtime.store.commit_steps(commits).await?;
         let applied = result.applied;
         let committed = applied.iter().filter(|a| **a).count();
+        if commits.iter().any(|c| !c.record.outbox.is_empty()) {
+            self.runtime.deliveries.notify_one();
+        }
         if self.runtime.committed.receiver_count() > 0 {
             let runs: Arc<[i64]> = commits
                 .iter()
@@ -226,7 +229,7 @@ fn due_again(commits: &[StepCommit], now: u64) -> bool {
 fn execute(
     engine: &Engine,
     due: DueRun,
-    journey: Result<(Arc<LoadedJourney>, Arc<Limits>), RuntimeError>,
+    journey: Result<(Arc<LoadedJourney>, Arc<TenantSettings>), RuntimeError>,
     lease_owner: &str,
     now: u64,
 ) -> StepCommit {
@@ -257,7 +260,7 @@ fn execute(
     // The step's logical time: when it came due, not when a worker got to it.
     let step_time = run.due_at.unwrap_or(now);
     let (end, record) = match journey {
-        Ok((journey, limits)) => {
+        Ok((journey, settings)) => {
             let env = StepEnv {
                 run_id: run.id,
                 step: run.step,
@@ -266,7 +269,8 @@ fn execute(
                 ceiling_at: run.ceiling_at,
                 now: step_time,
                 seed: run.seed,
-                limits,
+                limits: settings.limits.clone(),
+                gate: settings.gate.clone(),
             };
             match Session::run_step(engine, &journey, env, due.snapshot.as_deref(), call) {
                 Ok(outcome) => {

@@ -14,6 +14,7 @@
 use super::StoreError;
 use super::sqlite::{WriteTx, deliver_event};
 use super::types::*;
+use crate::delivery::Verdict;
 use crate::durable::{Effect, WaitKind, all_match};
 use serde_json::{Value, json};
 use sqlx::{QueryBuilder, Row, Sqlite};
@@ -169,18 +170,27 @@ async fn insert_outbox(
     rows: &[(&StepCommit, &crate::durable::OutboxMessage)],
 ) -> Result<(), StoreError> {
     let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO outbox (tenant_id, key, run_id, step, channel, recipient, template, props, category, created_at) ",
+        "INSERT INTO outbox (tenant_id, key, run_id, step, user_id, channel, recipient, template, \
+         props, category, status, not_before, created_at, updated_at) ",
     );
     q.push_values(rows, |mut b, (c, m)| {
+        let not_before = match m.verdict {
+            Verdict::DeferredUntil(at) => at,
+            _ => 0,
+        };
         b.push_bind(&c.tenant_id)
             .push_bind(&m.key)
             .push_bind(c.run_id)
             .push_bind(c.expected_step)
+            .push_bind(&c.user_id)
             .push_bind(&m.channel)
             .push_bind(&m.recipient)
             .push_bind(&m.template)
             .push_bind(m.props.to_string())
             .push_bind(&m.category)
+            .push_bind(m.verdict.outbox_status())
+            .push_bind(not_before as i64)
+            .push_bind(c.now as i64)
             .push_bind(c.now as i64);
     });
     // The key is (run, step, call) or the journey's label: a send is queued once.

@@ -1,6 +1,6 @@
 //! Everything cairn persists, behind one narrow interface: journeys and
-//! versions, runs, snapshots, the step journal, the outbox, events and the
-//! run timeline. All SQL lives here; the engine never sees the database.
+//! versions, runs, snapshots, the step journal, the outbox and its delivery,
+//! events, contacts and their preferences, templates, and the run timeline. All SQL lives here; the engine never sees the database.
 //!
 //! Every run transition is a guarded UPDATE (`WHERE status = expected AND
 //! step = n`), and a step's snapshot, wait, outbox rows, journal and timeline
@@ -10,16 +10,20 @@
 //! SQLite (WAL, one file) is the embedded backend; Postgres comes later
 //! behind the same methods.
 
+mod audience;
 mod claim;
 mod commit;
 mod events;
+mod outbox;
 mod sqlite;
 mod tenants;
 mod timeline;
 mod types;
 mod versions;
 
+pub use audience::{Feedback, Preferences, Recipient, Suppression, TemplateRow, normalize_address};
 pub use claim::LEASE_MS;
+pub use outbox::{Claimed, Delivered, Interrupted, OutboxFilter, OutboxRow};
 pub use sqlite::Store;
 pub use tenants::{DEFAULT_TENANT, TenantRow};
 pub use types::*;

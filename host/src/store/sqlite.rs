@@ -302,43 +302,6 @@ impl Store {
         Ok(applied)
     }
 
-    /// A tenant's outbox rows, of one run or all (oldest 1000).
-    ///
-    /// # Errors
-    /// A database failure or a corrupt row.
-    pub async fn outbox(
-        &self,
-        tenant: &str,
-        run_id: Option<i64>,
-    ) -> Result<Vec<OutboxRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, key, run_id, step, channel, recipient, template, props, category, status, created_at
-             FROM outbox WHERE tenant_id = ?2 AND (?1 IS NULL OR run_id = ?1) ORDER BY id LIMIT 1000",
-        )
-        .bind(run_id)
-        .bind(tenant)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxRow {
-                    id: r.get("id"),
-                    key: r.get("key"),
-                    run_id: r.get("run_id"),
-                    step: r.get::<i64, _>("step") as u32,
-                    channel: r.get("channel"),
-                    recipient: r.get("recipient"),
-                    template: r.get("template"),
-                    props: serde_json::from_str(r.get("props"))
-                        .map_err(StoreError::corrupt("outbox.props"))?,
-                    category: r.get("category"),
-                    status: r.get("status"),
-                    created_at: r.get::<i64, _>("created_at") as u64,
-                })
-            })
-            .collect()
-    }
-
     /// Starts a transaction that will write. `BEGIN IMMEDIATE` takes the
     /// write lock up front: a deferred transaction that reads first and then
     /// writes fails at once (SQLITE_BUSY_SNAPSHOT) when another writer

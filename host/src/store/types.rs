@@ -167,22 +167,6 @@ pub struct TimelineEntry {
     pub detail: serde_json::Value,
 }
 
-/// An outbox row.
-#[derive(Debug, Clone, Serialize)]
-pub struct OutboxRow {
-    pub id: i64,
-    pub key: String,
-    pub run_id: i64,
-    pub step: u32,
-    pub channel: String,
-    pub recipient: String,
-    pub template: String,
-    pub props: serde_json::Value,
-    pub category: String,
-    pub status: String,
-    pub created_at: u64,
-}
-
 /// Filters for listing runs.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RunFilter {

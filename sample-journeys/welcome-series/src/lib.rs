@@ -15,6 +15,10 @@ fn meta() -> Meta {
         .exit_on("unsubscribed")
         .entry_limit(EntryLimit::Once)
         .execution_timeout(days(10))
+        .template("welcome")
+        .template("tips")
+        .template("thank-you")
+        .template("reminder")
 }
 
 struct Memory {
