@@ -150,6 +150,23 @@ async fn typed_errors_reach_javascript_and_python_as_exceptions_they_catch() {
                 .unwrap()
                 .contains("execution ceiling")
         );
+        // Local time comes from the host through each SDK.
+        let ten = chrono::NaiveTime::from_hms_opt(10, 0, 0).unwrap();
+        let berlin = cairn::delivery::localtime::zone("Europe/Berlin").unwrap();
+        let monday_ten = cairn::delivery::localtime::next_local_time(
+            run.ceiling_at,
+            berlin,
+            ten,
+            &[chrono::Weekday::Mon],
+        );
+        assert_eq!(props["mondayTen"], monday_ten.to_string(), "{probe}");
+        assert!(
+            props["badLocal"]
+                .as_str()
+                .unwrap()
+                .contains("25:00 is not a time of day"),
+            "{probe}: {props}"
+        );
         // Its heap held across both waits.
         assert_eq!(props["notes"]["started"], run.started_at.to_string());
         assert_eq!(

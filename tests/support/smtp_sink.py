@@ -1,6 +1,9 @@
-"""A real SMTP server for the delivery tests (aiosmtpd, no TLS).
+"""A real SMTP server for the delivery tests (aiosmtpd).
 
-usage: smtp_sink.py PORT DIR
+usage: smtp_sink.py PORT DIR [--starttls CERT KEY] [--auth USER PASSWORD]
+
+With --starttls it requires STARTTLS before mail; with --auth it requires
+AUTH (PLAIN or LOGIN, only after STARTTLS when both are given).
 
 Writes every message it accepts to DIR/<n>.json ({"from", "to", "data"})
 before it answers, then waits as many seconds as the file DIR/delay says (if
@@ -12,9 +15,11 @@ import asyncio
 import itertools
 import json
 import os
+import ssl
 import sys
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
 class Sink:
@@ -43,7 +48,25 @@ class Sink:
 
 def main():
     port, out = int(sys.argv[1]), sys.argv[2]
-    controller = Controller(Sink(out), hostname="127.0.0.1", port=port)
+    args = sys.argv[3:]
+    options = {}
+    if "--starttls" in args:
+        i = args.index("--starttls")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args[i + 1], args[i + 2])
+        options.update(tls_context=context, require_starttls=True)
+    if "--auth" in args:
+        i = args.index("--auth")
+        user, password = args[i + 1].encode(), args[i + 2].encode()
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = auth_data.login == user and auth_data.password == password
+            return AuthResult(success=ok)
+
+        options.update(authenticator=authenticator, auth_required=True,
+                       auth_require_tls="--starttls" in args)
+    controller = Controller(Sink(out), hostname="127.0.0.1", port=port,
+                            server_hostname="localhost", **options)
     controller.start()
     print("ready", flush=True)
     try:

@@ -32,6 +32,14 @@ enum TenantCommand {
         #[arg(long, default_value = "{}")]
         limits: String,
     },
+    /// Set a tenant's delivery settings (providers, sender, policy): JSON,
+    /// or @FILE. Running hosts pick them up within 10 seconds.
+    Delivery {
+        id: String,
+        /// e.g. '{"providers": {"email": {"kind": "smtp", "host": "smtp.example.com",
+        /// "username": "cairn", "password_env": "SMTP_PASSWORD"}}, "from": "Acme <hi@acme.test>"}'
+        settings: String,
+    },
     /// List tenants with their limits and key counts.
     List,
 }
@@ -84,6 +92,19 @@ pub(super) async fn tenant(args: TenantArgs) -> anyhow::Result<()> {
                 .upsert_tenant(&id, &name, &limits, SystemClock.now())
                 .await?;
             println!("tenant {id} saved");
+        }
+        TenantCommand::Delivery { id, settings } => {
+            let json = match settings.strip_prefix('@') {
+                Some(path) => {
+                    std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?
+                }
+                None => settings,
+            };
+            let config = store.set_delivery_config(&id, &json).await?;
+            println!(
+                "delivery settings of {id} saved:\n{}",
+                serde_json::to_string_pretty(&config).expect("settings serialize")
+            );
         }
         TenantCommand::List => {
             for t in store.tenants().await? {

@@ -119,19 +119,6 @@ impl StoreGate {
     /// # Errors
     /// See [`SendGate::admit`].
     pub async fn admit_async(&self, send: &SendRequest<'_>) -> Result<Admission, Refusal> {
-        let unavailable = |e: crate::store::StoreError| Refusal::Unavailable(e.to_string());
-        if self
-            .store
-            .template(&self.tenant, send.template)
-            .await
-            .map_err(unavailable)?
-            .is_none()
-        {
-            return Err(Refusal::Invalid(format!(
-                "template {:?} is not registered: register it with PUT /v1/templates/{} (or `serve --templates DIR`)",
-                send.template, send.template
-            )));
-        }
         let explicit = (!send.to.is_empty()).then_some(send.to);
         let since = self
             .config
@@ -140,9 +127,21 @@ impl StoreGate {
             .map(|cap| send.now.saturating_sub(cap.window_ms));
         let recipient = self
             .store
-            .recipient(&self.tenant, send.user_id, explicit, since)
+            .recipient(
+                &self.tenant,
+                send.user_id,
+                explicit,
+                since,
+                Some(send.template),
+            )
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+        if !recipient.template_registered {
+            return Err(Refusal::Invalid(format!(
+                "template {:?} is not registered: register it with PUT /v1/templates/{} (or `serve --templates DIR`)",
+                send.template, send.template
+            )));
+        }
         let address = if send.channel == "email" {
             // A user without an address yet may get one before delivery,
             // which resolves it again (and dead-letters the message if not).
@@ -187,7 +186,10 @@ impl SendGate for StoreGate {
     fn user_zone(&self, user_id: &str) -> Result<Tz, Refusal> {
         let recipient = self
             .handle
-            .block_on(self.store.recipient(&self.tenant, user_id, None, None))
+            .block_on(
+                self.store
+                    .recipient(&self.tenant, user_id, None, None, None),
+            )
             .map_err(|e| Refusal::Unavailable(e.to_string()))?;
         Ok(user_zone(&self.config, &recipient.facts))
     }

@@ -206,7 +206,7 @@ impl DeliveryWorker {
         // Policy again: an unsubscribe or a bounce may have come in since the send.
         let known = (!message.recipient.is_empty()).then_some(message.recipient.as_str());
         let recipient = store
-            .recipient(&message.tenant_id, &message.user_id, known, None)
+            .recipient(&message.tenant_id, &message.user_id, known, None, None)
             .await
             .map_err(unavailable)?;
         let address = match known {

@@ -58,79 +58,73 @@ pub struct TemplateRow {
 pub struct Recipient {
     /// The contact's email, if it has one (and was not deleted).
     pub email: Option<String>,
+    /// Whether the template asked about is registered (true if none was).
+    pub template_registered: bool,
     pub facts: Facts,
 }
 
-/// Addresses are compared without case.
+/// Addresses are compared without (ASCII) case, as SQL `lower` does.
 pub fn normalize_address(address: &str) -> String {
-    address.trim().to_lowercase()
+    address.trim().to_ascii_lowercase()
 }
 
 impl Store {
     /// What policy needs about `user_id` (and `address`, or the contact's
     /// email): unsubscribes, suppression, time zone, and, when `since` is
-    /// given, the messages queued or sent to the user since then.
+    /// given, the messages queued or sent to the user since then; with
+    /// `template`, whether it is registered. One statement: a send pays for
+    /// one round trip to the database.
     ///
     /// # Errors
-    /// A database failure.
+    /// A database failure, or stored JSON that does not decode.
     pub async fn recipient(
         &self,
         tenant: &str,
         user_id: &str,
         address: Option<&str>,
         since: Option<Millis>,
+        template: Option<&str>,
     ) -> Result<Recipient, StoreError> {
-        let mut conn = self.pool().acquire().await?;
-        let contact = sqlx::query(
-            "SELECT email, timezone FROM contacts WHERE tenant_id = ? AND user_id = ? AND deleted_at IS NULL",
+        let row = sqlx::query(
+            "SELECT c.email, c.timezone,
+                 (?5 IS NULL OR EXISTS (SELECT 1 FROM templates t WHERE t.tenant_id = ?1 AND t.name = ?5))
+                     AS template_registered,
+                 (SELECT json_group_array(p.category) FROM preferences p
+                     WHERE p.tenant_id = ?1 AND p.user_id = ?2 AND p.subscribed = 0) AS unsubscribed,
+                 (SELECT s.reason FROM suppressions s WHERE s.tenant_id = ?1 AND s.suppressed_at IS NOT NULL
+                     AND s.address = lower(COALESCE(?3, c.email, CASE WHEN instr(?2, '@') > 0 THEN ?2 END)))
+                     AS suppressed,
+                 CASE WHEN ?4 IS NULL THEN '[]' ELSE
+                     (SELECT json_group_array(json_array(category, n)) FROM
+                         (SELECT o.category, COUNT(*) AS n FROM outbox o
+                          WHERE o.tenant_id = ?1 AND o.user_id = ?2 AND o.created_at > ?4
+                            AND o.status IN ('queued', 'sending', 'sent')
+                          GROUP BY o.category)) END AS recent
+             FROM (SELECT 1) LEFT JOIN contacts c
+                 ON c.tenant_id = ?1 AND c.user_id = ?2 AND c.deleted_at IS NULL",
         )
         .bind(tenant)
         .bind(user_id)
-        .fetch_optional(&mut *conn)
+        .bind(address)
+        .bind(since.map(|t| t as i64))
+        .bind(template)
+        .fetch_one(self.pool())
         .await?;
-        let (email, timezone): (Option<String>, Option<String>) = contact
-            .map(|r| (r.get("email"), r.get("timezone")))
-            .unwrap_or_default();
-        let mut facts = Facts {
-            timezone,
-            ..Facts::default()
-        };
-        let unsubscribed: Vec<String> = sqlx::query_scalar(
-            "SELECT category FROM preferences WHERE tenant_id = ? AND user_id = ? AND subscribed = 0",
-        )
-        .bind(tenant)
-        .bind(user_id)
-        .fetch_all(&mut *conn)
-        .await?;
-        facts.unsubscribed_all = unsubscribed.iter().any(|c| c == "*");
-        facts.unsubscribed = unsubscribed;
-        let fallback = user_id.contains('@').then_some(user_id);
-        if let Some(address) = address.or(email.as_deref()).or(fallback) {
-            facts.suppressed = sqlx::query_scalar(
-                "SELECT reason FROM suppressions WHERE tenant_id = ? AND address = ? AND suppressed_at IS NOT NULL",
-            )
-            .bind(tenant)
-            .bind(normalize_address(address))
-            .fetch_optional(&mut *conn)
-            .await?;
-        }
-        if let Some(since) = since {
-            facts.recent_sends = sqlx::query(
-                "SELECT category, COUNT(*) AS n FROM outbox
-                 WHERE tenant_id = ? AND user_id = ? AND created_at > ?
-                   AND status IN ('queued', 'sending', 'sent')
-                 GROUP BY category",
-            )
-            .bind(tenant)
-            .bind(user_id)
-            .bind(since as i64)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| (r.get("category"), r.get::<i64, _>("n") as u32))
-            .collect();
-        }
-        Ok(Recipient { email, facts })
+        let unsubscribed: Vec<String> = serde_json::from_str(row.get("unsubscribed"))
+            .map_err(StoreError::corrupt("preferences"))?;
+        let recent: Vec<(String, u32)> =
+            serde_json::from_str(row.get("recent")).map_err(StoreError::corrupt("outbox"))?;
+        Ok(Recipient {
+            email: row.get("email"),
+            template_registered: row.get("template_registered"),
+            facts: Facts {
+                suppressed: row.get("suppressed"),
+                unsubscribed_all: unsubscribed.iter().any(|c| c == "*"),
+                unsubscribed,
+                recent_sends: recent,
+                timezone: row.get("timezone"),
+            },
+        })
     }
 
     /// A user's preferences.

@@ -20,6 +20,13 @@ export default journey({
     notes.set("limit", String(caught.limit));
     await ctx.sleepUntil(caught.limit);
     seen.push(`woke:${ctx.now()}`);
+    const mondayTen = ctx.nextLocalTime(10, 0, { weekdays: ["monday"], timezone: "Europe/Berlin" });
+    let badLocal;
+    try {
+      ctx.nextLocalTime(25, 0);
+    } catch (error) {
+      badLocal = error.message;
+    }
     ctx.send({
       template: "final-notice",
       props: {
@@ -29,6 +36,8 @@ export default journey({
         message: caught.message,
         notes: Object.fromEntries(notes),
         seen,
+        mondayTen: String(mondayTen),
+        badLocal,
       },
     });
   },

@@ -19,7 +19,14 @@ async def run(ctx, start):
     notes["limit"] = str(error.limit)
     await ctx.sleep_until(error.limit)
     seen.append(f"woke:{ctx.now()}")
+    monday_ten = ctx.next_local_time(10, 0, weekdays=["monday"], timezone="Europe/Berlin")
+    try:
+        ctx.next_local_time(25, 0)
+        bad_local = None
+    except ValueError as e:
+        bad_local = str(e)
     ctx.send("final-notice", props={
         "kind": error.kind, "limit": str(error.limit), "requested": str(error.requested),
         "message": str(error), "notes": notes, "seen": seen,
+        "mondayTen": str(monday_ten), "badLocal": bad_local,
     })
