@@ -370,3 +370,148 @@ async fn bad_settings_templates_and_feedback_get_clear_errors() {
     let (status, _) = server.get_text("/v1/unsubscribe?token=garbage").await;
     assert_eq!(status, 400);
 }
+
+/// A test CA and a `localhost` certificate it signed (openssl): (ca, cert, key).
+fn certificates(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
+    let path = |name: &str| dir.join(name);
+    std::fs::write(
+        path("leaf.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=cairn test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "leaf.csr",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "cert.pem",
+        ],
+    ];
+    for args in steps {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    [path("ca.pem"), path("cert.pem"), path("key.pem")]
+}
+
+#[tokio::test]
+async fn smtp_with_required_starttls_and_auth_delivers_and_names_what_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = certificates(dir.path());
+    let smtp = SmtpSink::start_with(&[
+        "--starttls".as_ref(),
+        cert.as_os_str(),
+        key.as_os_str(),
+        "--auth".as_ref(),
+        "cairn".as_ref(),
+        "pw".as_ref(),
+    ]);
+    let host = cairn_tests::Host::new().await;
+    host.deploy("courier").await;
+    let worker = cairn::delivery::DeliveryWorker::new(host.runtime.clone(), "http://cairn.test");
+    let smtp_settings = |password: &str, ca_file: Option<&std::path::Path>| {
+        json!({
+            "providers": {"email": {
+                "kind": "smtp", "host": "localhost", "port": smtp.port, "security": "starttls",
+                "username": "cairn", "password": password, "ca_file": ca_file, "timeout_ms": 3000,
+            }},
+            "retry": {"max_attempts": 1},
+        })
+    };
+    let send = |user: &'static str| {
+        let host = &host;
+        async move {
+            let input = json!({"sends": [{"template": "welcome", "props": {"name": "Tls"}}]});
+            let run = host.start("courier", user, &input.to_string()).await;
+            host.outbox(run.id).await[0].id
+        }
+    };
+    let status = |id: i64| {
+        let host = &host;
+        async move {
+            let m = host
+                .runtime
+                .store
+                .outbox_message("default", id)
+                .await
+                .unwrap()
+                .unwrap();
+            (m.status, m.last_error.unwrap_or_default())
+        }
+    };
+
+    host.set_delivery(smtp_settings("pw", Some(&ca))).await;
+    let good = send("tls@example.com").await;
+    worker.drain().await.unwrap();
+    assert_eq!(status(good).await.0, "sent", "{:?}", status(good).await);
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert_eq!(mail.header("Subject").unwrap(), "Welcome to Acme, Tls!");
+
+    host.set_delivery(smtp_settings("wrong", Some(&ca))).await;
+    let refused = send("auth@example.com").await;
+    worker.drain().await.unwrap();
+    let (state, error) = status(refused).await;
+    assert_eq!(state, "dead");
+    assert!(error.contains("535"), "{error}");
+
+    host.set_delivery(smtp_settings("pw", None)).await;
+    let untrusted = send("ca@example.com").await;
+    worker.drain().await.unwrap();
+    let (state, error) = status(untrusted).await;
+    assert_eq!(state, "dead");
+    assert!(
+        error.contains("gave up after 1 attempts") && error.to_lowercase().contains("certificate"),
+        "{error}"
+    );
+    assert_eq!(smtp.mails().len(), 1);
+}

@@ -12,15 +12,6 @@ use serde_json::{Value, json};
 
 // T0 (2026-05-28T20:26:40Z, a Thursday) is 16:26 in New York and 22:26 in Berlin.
 
-async fn configure(host: &Host, settings: Value) {
-    host.runtime
-        .store
-        .set_delivery_config(DEFAULT_TENANT, &settings.to_string())
-        .await
-        .unwrap();
-    host.runtime.forget_settings(DEFAULT_TENANT);
-}
-
 async fn contact(host: &Host, user: &str, email: Option<&str>, timezone: Option<&str>) {
     host.runtime
         .identify(
@@ -66,14 +57,11 @@ async fn outbox(host: &Host, user: &str) -> Vec<OutboxRow> {
 async fn every_policy_branch_is_decided_at_send_and_written_on_the_receipt() {
     let host = Host::new().await;
     host.deploy("courier").await;
-    configure(
-        &host,
-        json!({
-            "default_timezone": "America/New_York",
-            "send_window": {"start": "09:00", "end": "20:00"},
-            "frequency_cap": {"count": 2, "window_ms": 86_400_000},
-        }),
-    )
+    host.set_delivery(json!({
+        "default_timezone": "America/New_York",
+        "send_window": {"start": "09:00", "end": "20:00"},
+        "frequency_cap": {"count": 2, "window_ms": 86_400_000},
+    }))
     .await;
     let worker = DeliveryWorker::new(host.runtime.clone(), "http://cairn.test");
 
@@ -247,7 +235,8 @@ async fn every_policy_branch_is_decided_at_send_and_written_on_the_receipt() {
     );
 
     // Test mode sends every email to one address and says who it was for.
-    configure(&host, json!({"test_mode": {"redirect_to": "qa@acme.test"}})).await;
+    host.set_delivery(json!({"test_mode": {"redirect_to": "qa@acme.test"}}))
+        .await;
     courier(&host, "picky", sends(&[("welcome", "product")])).await;
     worker.drain().await.unwrap();
     let redirected = outbox(&host, "picky").await.pop().unwrap();
@@ -316,15 +305,8 @@ async fn local_times_and_send_windows_follow_dst_in_new_york_and_berlin() {
     assert_eq!(report, [json!({"local": 1_806_197_400_000u64})]); // 2027-03-28T01:30Z
 
     // A window across the same change: 09:00 CEST is 07:00Z.
-    host.runtime
-        .store
-        .set_delivery_config(
-            DEFAULT_TENANT,
-            r#"{"send_window": {"start": "09:00", "end": "20:00"}}"#,
-        )
-        .await
-        .unwrap();
-    host.runtime.forget_settings(DEFAULT_TENANT);
+    host.set_delivery(json!({"send_window": {"start": "09:00", "end": "20:00"}}))
+        .await;
     contact(
         &host,
         "berlin-2",
@@ -336,15 +318,8 @@ async fn local_times_and_send_windows_follow_dst_in_new_york_and_berlin() {
     assert_eq!(report, [json!({"deferred-until": 1_806_217_200_000u64})]);
     // A window that wraps midnight (22:00-06:00) in New York, asked at 18:00
     // EDT (New York changed two weeks earlier): it opens at 22:00 EDT.
-    host.runtime
-        .store
-        .set_delivery_config(
-            DEFAULT_TENANT,
-            r#"{"send_window": {"start": "22:00", "end": "06:00"}}"#,
-        )
-        .await
-        .unwrap();
-    host.runtime.forget_settings(DEFAULT_TENANT);
+    host.set_delivery(json!({"send_window": {"start": "22:00", "end": "06:00"}}))
+        .await;
     let report = courier(&host, "ny-night", sends(&[("welcome", "marketing")])).await;
     assert_eq!(
         report,

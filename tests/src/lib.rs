@@ -111,6 +111,16 @@ impl Host {
         self.run(run.id).await
     }
 
+    /// Replaces the default tenant's delivery settings; they apply at once.
+    pub async fn set_delivery(&self, settings: serde_json::Value) {
+        self.runtime
+            .store
+            .set_delivery_config(DEFAULT_TENANT, &settings.to_string())
+            .await
+            .unwrap();
+        self.runtime.forget_settings(DEFAULT_TENANT);
+    }
+
     /// Executes everything due now.
     pub async fn drain(&self) -> usize {
         self.scheduler.drain(self.clock.now_ms()).await.unwrap()

@@ -52,6 +52,11 @@ impl Mail {
 
 impl SmtpSink {
     pub fn start() -> SmtpSink {
+        SmtpSink::start_with(&[])
+    }
+
+    /// With `--starttls CERT KEY` and/or `--auth USER PASSWORD`.
+    pub fn start_with(options: &[&std::ffi::OsStr]) -> SmtpSink {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/smtp_sink.py");
@@ -59,6 +64,7 @@ impl SmtpSink {
             .arg(script)
             .arg(port.to_string())
             .arg(dir.path())
+            .args(options)
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();

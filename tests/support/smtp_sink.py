@@ -61,7 +61,7 @@ def main():
 
         def authenticator(server, session, envelope, mechanism, auth_data):
             ok = auth_data.login == user and auth_data.password == password
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False)
 
         options.update(authenticator=authenticator, auth_required=True,
                        auth_require_tls="--starttls" in args)

@@ -114,6 +114,9 @@ pub struct SmtpConfig {
     /// The password, or the name of an environment variable holding it.
     pub password: Option<String>,
     pub password_env: Option<String>,
+    /// A PEM file of certificate authorities to trust besides the public
+    /// ones (a private relay's CA), on every host.
+    pub ca_file: Option<String>,
     #[serde(default = "smtp_timeout")]
     pub timeout_ms: u64,
 }
@@ -257,6 +260,12 @@ impl DeliveryConfig {
                         ));
                     }
                     positive(smtp.timeout_ms, channel, "timeout_ms")?;
+                    if let Some(path) = &smtp.ca_file {
+                        let pem = std::fs::read(path)
+                            .map_err(|e| format!("providers.{channel}.ca_file {path:?}: {e}"))?;
+                        lettre::transport::smtp::client::Certificate::from_pem(&pem)
+                            .map_err(|e| format!("providers.{channel}.ca_file {path:?}: {e}"))?;
+                    }
                 }
                 ProviderConfig::Webhook(hook) => {
                     let url = reqwest::Url::parse(&hook.url)

@@ -13,6 +13,7 @@ use crate::delivery::config::{SmtpConfig, SmtpSecurity};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -47,6 +48,27 @@ impl Smtp {
             SmtpSecurity::Starttls => 587,
             SmtpSecurity::None => 25,
         });
+        if let Some(path) = &config.ca_file
+            && config.security != SmtpSecurity::None
+        {
+            let pem = std::fs::read(path).map_err(|e| {
+                Failure::Permanent(format!(
+                    "smtp {}: provider misconfigured: ca_file {path:?}: {e}",
+                    config.host
+                ))
+            })?;
+            let parameters = Certificate::from_pem(&pem)
+                .and_then(|ca| {
+                    TlsParameters::builder(config.host.clone())
+                        .add_root_certificate(ca)
+                        .build_rustls()
+                })
+                .map_err(misconfigured)?;
+            builder = builder.tls(match config.security {
+                SmtpSecurity::Tls => Tls::Wrapper(parameters),
+                _ => Tls::Required(parameters),
+            });
+        }
         builder = builder
             .port(port)
             .timeout(Some(Duration::from_millis(config.timeout_ms)));
