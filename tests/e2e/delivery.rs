@@ -295,6 +295,37 @@ async fn a_host_killed_mid_delivery_redelivers_with_the_same_key_or_flags_smtp()
 }
 
 #[tokio::test]
+async fn a_graceful_shutdown_finishes_the_delivery_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = WebhookReceiver::start().await;
+    hook.hang(true);
+    let settings =
+        json!({"providers": {"*": {"kind": "webhook", "url": hook.url, "timeout_ms": 1500}}});
+    let (server, run) = signed_up(dir.path(), settings).await;
+    hook.wait_for(1).await;
+    // SIGTERM while the receiver holds the request: the host waits for the
+    // attempt to time out and records it, instead of leaving it `sending`.
+    let status = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let db = format!("sqlite://{}", dir.path().join("cairn.db").display());
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    let (status, attempts, error): (String, i64, String) =
+        sqlx::query_as("SELECT status, attempts, last_error FROM outbox WHERE run_id = ?")
+            .bind(run)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), attempts),
+        ("queued", 1),
+        "recorded as a retry"
+    );
+    assert!(error.contains("timed out"), "{error}");
+}
+
+#[tokio::test]
 async fn bad_settings_templates_and_feedback_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(

@@ -249,6 +249,23 @@ async fn every_policy_branch_is_decided_at_send_and_written_on_the_receipt() {
     );
     assert_eq!(redirected.recipient, "picky@example.com");
 
+    // A provider whose secret is missing on this host: a dead letter saying so.
+    host.set_delivery(json!({"providers": {"*": {
+        "kind": "webhook", "url": "http://127.0.0.1:9/hook", "secret_env": "CAIRN_TEST_NO_SUCH_SECRET",
+    }}}))
+    .await;
+    courier(&host, "picky", sends(&[("welcome", "product")])).await;
+    worker.drain().await.unwrap();
+    let misconfigured = outbox(&host, "picky").await.pop().unwrap();
+    assert_eq!(misconfigured.status, "dead");
+    assert!(
+        misconfigured
+            .last_error
+            .unwrap()
+            .contains("CAIRN_TEST_NO_SUCH_SECRET is not set"),
+        "the missing variable is named"
+    );
+
     // A user without an address is dead-lettered at delivery, saying why.
     courier(&host, "nomail", sends(&[("welcome", "product")])).await;
     worker.drain().await.unwrap();

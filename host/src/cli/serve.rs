@@ -121,7 +121,8 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", args.listen));
-    let delivery = tokio::spawn(DeliveryWorker::new(runtime.clone(), &public_url).run());
+    let (stop_delivery, stop) = tokio::sync::watch::channel(false);
+    let delivery = tokio::spawn(DeliveryWorker::new(runtime.clone(), &public_url).run(stop));
     let app = router(AppState {
         runtime: runtime.clone(),
         virtual_clock,
@@ -132,8 +133,16 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     scheduler.abort();
-    delivery.abort();
-    let _ = delivery.await;
+    // Messages being handed to a provider finish first: nothing is left
+    // `sending`, which for SMTP would mean "outcome unknown".
+    let _ = stop_delivery.send(true);
+    let grace =
+        std::time::Duration::from_millis(crate::delivery::worker::MAX_PROVIDER_TIMEOUT_MS + 5_000);
+    if tokio::time::timeout(grace, delivery).await.is_err() {
+        tracing::warn!(
+            "deliveries still in flight at shutdown; they are recovered at the next start"
+        );
+    }
     // Hand back what this host had claimed, so nothing waits for a lease to expire.
     let _ = scheduler.await;
     runtime.store.release_leases(runtime.host_id()).await?;

@@ -51,20 +51,23 @@ impl DeliveryWorker {
         }
     }
 
-    /// Runs forever.
-    pub async fn run(self) {
+    /// Runs until `stop` turns true. A batch in flight is finished
+    /// (delivered and recorded) first, so a graceful shutdown leaves no
+    /// message `sending`.
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         if let Err(err) = self.recover(true).await {
             tracing::error!(target: "cairn.delivery", "recovering interrupted deliveries failed: {err}");
         }
         let mut last_recovery = std::time::Instant::now();
-        loop {
+        let stopping = |stop: &tokio::sync::watch::Receiver<bool>| *stop.borrow();
+        while !stopping(&stop) {
             if last_recovery.elapsed() > Duration::from_secs(5) {
                 last_recovery = std::time::Instant::now();
                 if let Err(err) = self.recover(false).await {
                     tracing::error!(target: "cairn.delivery", "recovering expired leases failed: {err}");
                 }
             }
-            let delivered = match self.drain().await {
+            let delivered = match self.drain_while(|| !stopping(&stop)).await {
                 Ok(n) => n,
                 Err(err) => {
                     tracing::error!(target: "cairn.delivery", "delivery failed, retrying: {err}");
@@ -80,7 +83,10 @@ impl DeliveryWorker {
                 }
                 _ => Duration::from_secs(1),
             };
-            let _ = tokio::time::timeout(wait, self.runtime.deliveries.notified()).await;
+            tokio::select! {
+                _ = tokio::time::timeout(wait, self.runtime.deliveries.notified()) => {}
+                _ = stop.changed() => {}
+            }
         }
     }
 
@@ -90,8 +96,12 @@ impl DeliveryWorker {
     /// # Errors
     /// A database failure; claimed messages are recovered when their lease ends.
     pub async fn drain(&self) -> Result<usize, StoreError> {
+        self.drain_while(|| true).await
+    }
+
+    async fn drain_while(&self, go_on: impl Fn() -> bool) -> Result<usize, StoreError> {
         let mut total = 0;
-        loop {
+        while go_on() {
             let now = self.runtime.now();
             let claimed = self
                 .runtime
@@ -104,7 +114,7 @@ impl DeliveryWorker {
                 )
                 .await?;
             if claimed.is_empty() {
-                return Ok(total);
+                break;
             }
             let results = self.deliver_all(claimed).await;
             total += self
@@ -113,6 +123,7 @@ impl DeliveryWorker {
                 .record_deliveries(self.runtime.host_id(), &results, self.runtime.now())
                 .await?;
         }
+        Ok(total)
     }
 
     /// Settles messages whose host stopped mid-delivery: sent again (same
