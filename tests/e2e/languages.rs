@@ -35,16 +35,9 @@ async fn observed(host: &Host, run: i64) -> (Vec<Value>, Vec<Value>) {
             json!({ "step": e.step, "at": e.at, "kind": e.kind, "detail": detail })
         })
         .collect();
-    let outbox = store
-        .outbox(
-            DEFAULT_TENANT,
-            &cairn::store::OutboxFilter {
-                run_id: Some(run),
-                ..Default::default()
-            },
-        )
+    let outbox = host
+        .outbox(run)
         .await
-        .unwrap()
         .into_iter()
         .map(|m| json!([m.step, m.template, m.props, m.category]))
         .collect();

@@ -86,16 +86,7 @@ async fn a_step_that_crashed_before_commit_reruns_without_a_second_outbox_row() 
     host.drain().await;
     let after = host.run(run.id).await;
     assert_eq!(after.status, RunStatus::Waiting);
-    let outbox = store
-        .outbox(
-            DEFAULT_TENANT,
-            &cairn::store::OutboxFilter {
-                run_id: Some(run.id),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let outbox = host.outbox(run.id).await;
     assert_eq!(outbox.len(), 1, "the welcome email is queued exactly once");
     // Keyed by (run, step, call): the welcome email is call 1 of step 0, after the A/B draw.
     assert_eq!(outbox[0].key, format!("{}:0:1", run.id));
@@ -243,15 +234,6 @@ async fn a_host_whose_lease_passed_to_another_cannot_commit() {
         store.commit_steps(&[fresh]).await.unwrap().applied,
         vec![true]
     );
-    let outbox = store
-        .outbox(
-            DEFAULT_TENANT,
-            &cairn::store::OutboxFilter {
-                run_id: Some(run.id),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let outbox = host.outbox(run.id).await;
     assert_eq!(outbox.iter().filter(|m| m.template == "tips").count(), 1);
 }

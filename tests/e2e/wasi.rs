@@ -2,7 +2,7 @@
 //! deploys, reads the step's logical time through them, and snapshots like
 //! any other; anything that hands out a resource is refused at deploy.
 
-use cairn::store::{DEFAULT_TENANT, RunStatus};
+use cairn::store::RunStatus;
 use cairn_tests::{Host, T0};
 
 #[tokio::test]
@@ -15,18 +15,7 @@ async fn wasi_clocks_and_random_read_the_steps_time_and_derived_randomness() {
     let run = host.run(run.id).await;
     assert_eq!(run.status, RunStatus::Completed, "{:?}", run.failure);
 
-    let outbox = host
-        .runtime
-        .store
-        .outbox(
-            DEFAULT_TENANT,
-            &cairn::store::OutboxFilter {
-                run_id: Some(run.id),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let outbox = host.outbox(run.id).await;
     let props = &outbox[0].props;
     let (first, second) = (&props["first"], &props["second"]);
     assert_eq!(first["wall_ms"], props["first_ctx_now"]);
