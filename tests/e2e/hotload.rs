@@ -107,3 +107,44 @@ async fn the_journeys_directory_hot_loads_and_refuses_broken_files() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn the_templates_directory_registers_new_and_changed_templates_while_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, cache) = (tmp.path().join("cairn.db"), tmp.path().join("cache"));
+    let templates = tmp.path().join("templates");
+    std::fs::create_dir_all(templates.join("billing")).unwrap();
+    let body = |text: &str| {
+        format!(
+            "{{% block subject %}}{text}{{% endblock %}}{{% block text %}}{text}{{% endblock %}}"
+        )
+    };
+    place(&templates, "note.jinja", body("first").as_bytes());
+    let dir_arg = templates.to_str().unwrap();
+    let server = Server::start_with(CAIRN, &db, &cache, &["--templates", dir_arg]);
+    let (status, source) = server.get_text("/v1/templates/note").await;
+    assert_eq!((status, source), (200, body("first")));
+
+    // A changed file and a new one in a subdirectory register while serving.
+    place(&templates, "note.jinja", body("second").as_bytes());
+    place(
+        &templates.join("billing"),
+        "receipt.jinja",
+        body("receipt").as_bytes(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.get_text("/v1/templates/note").await.1 != body("second")
+        || server.get_text("/v1/templates/billing/receipt").await.0 != 200
+    {
+        assert!(Instant::now() < deadline, "the changes were not registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A template that no longer compiles is refused; the previous one stays.
+    place(&templates, "note.jinja", b"{% block text %}{{ broken");
+    wait_for_log(&db.with_extension("log"), "template refused", 1).await;
+    assert_eq!(
+        server.get_text("/v1/templates/note").await.1,
+        body("second")
+    );
+}

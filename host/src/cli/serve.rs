@@ -26,7 +26,8 @@ pub(super) struct ServeArgs {
     #[arg(long, env = "CAIRN_JOURNEYS")]
     journeys: Option<PathBuf>,
     /// Register every `NAME.jinja` under this directory as template NAME
-    /// (before the journeys deploy, so their declared templates are found).
+    /// (before the journeys deploy, so their declared templates are found),
+    /// and each new or changed one while serving.
     /// May be given several times.
     #[arg(long, env = "CAIRN_TEMPLATES", value_delimiter = ',')]
     templates: Vec<PathBuf>,
@@ -93,9 +94,13 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     for dir in &args.templates {
-        let count = crate::hotload::register_templates(&runtime, &args.journeys_tenant, dir)
-            .await
-            .with_context(|| format!("registering the templates in {}", dir.display()))?;
+        let count = crate::hotload::watch_templates(
+            runtime.clone(),
+            args.journeys_tenant.clone(),
+            dir.clone(),
+        )
+        .await
+        .with_context(|| format!("registering the templates in {}", dir.display()))?;
         tracing::info!("registered {count} template(s) from {}", dir.display());
     }
     if let Some(dir) = &args.journeys {
