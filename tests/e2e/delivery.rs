@@ -176,12 +176,21 @@ async fn webhooks_are_signed_retried_with_backoff_and_dead_lettered() {
         (&body["to"], &body["subject"]),
         (&json!("ada@example.com"), &json!("Welcome to Acme, Ada!"))
     );
-    assert!(
-        body["unsubscribe_url"]
-            .as_str()
-            .unwrap()
-            .contains("/v1/unsubscribe?token=")
-    );
+    // The link in the webhook's body works like the one in an email.
+    let link = body["unsubscribe_url"].as_str().unwrap();
+    let path = link
+        .strip_prefix(&server.base)
+        .expect("the link points at this host");
+    let (status, page) = server.post_raw(path, "text/plain", vec![]).await;
+    assert_eq!(status, 200, "{page}");
+    let prefs = server.get("/v1/users/ada/preferences").await;
+    assert_eq!(prefs["categories"]["onboarding"], false);
+    server
+        .post(
+            "/v1/users/ada/preferences",
+            &json!({"categories": {"onboarding": true}}),
+        )
+        .await;
 
     // A 400 is permanent: dead at once. Retrying the dead letter delivers it.
     hook.reject(true);

@@ -248,9 +248,10 @@ fn describe(detail: &Value, start: u64) -> String {
         ),
         Some("checkpoint") => detail["label"].as_str().unwrap_or("").to_string(),
         Some("send") => format!(
-            "{} ({})",
+            "{} ({}): {}",
             detail["template"].as_str().unwrap_or("?"),
-            detail["key"].as_str().unwrap_or("")
+            detail["key"].as_str().unwrap_or(""),
+            detail["status"].as_str().unwrap_or("queued")
         ),
         Some("log") => format!(
             "[{}] {}",

@@ -217,6 +217,12 @@ impl durable::Host for StepState {
         self.effect(Effect::Send {
             key: key.clone(),
             template: message.template,
+            status: match admission.verdict {
+                Verdict::DeferredUntil(at) => {
+                    format!("deferred-until {}", crate::clock::format(at))
+                }
+                verdict => verdict.outbox_status().to_string(),
+            },
         });
         self.journal(
             call,

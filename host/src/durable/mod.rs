@@ -114,9 +114,20 @@ pub struct OutboxMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Effect {
-    Checkpoint { label: String },
-    Send { key: String, template: String },
-    Log { level: String, message: String },
+    Checkpoint {
+        label: String,
+    },
+    Send {
+        key: String,
+        template: String,
+        /// The policy's verdict: `queued`, `suppressed`, `deferred-until <time>`, ...
+        #[serde(default)]
+        status: String,
+    },
+    Log {
+        level: String,
+        message: String,
+    },
 }
 
 /// One value the host handed the guest, keyed by its call index in the step.
