@@ -157,6 +157,8 @@ CREATE UNIQUE INDEX outbox_run_key ON outbox(run_id, key);
 CREATE INDEX outbox_tenant ON outbox(tenant_id, status, id);
 CREATE INDEX outbox_due ON outbox(not_before) WHERE status = 'queued';
 CREATE INDEX outbox_leased ON outbox(lease_until) WHERE status = 'sending';
+-- dead letters, listed and counted for operators
+CREATE INDEX outbox_dead ON outbox(tenant_id, id) WHERE status = 'dead';
 -- frequency caps count a user's recent messages
 CREATE INDEX outbox_user ON outbox(tenant_id, user_id, created_at);
 

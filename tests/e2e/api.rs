@@ -198,3 +198,52 @@ async fn events_singly_and_in_batches_with_idempotency_keys() {
         "exited"
     );
 }
+
+#[tokio::test]
+async fn health_reports_the_database_and_the_backlog_without_a_key() {
+    let (server, _dir) = server_with_welcome().await;
+    let (status, health) = server.get_status("/v1/health").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["database"]["reachable"], true);
+    let backlog = &health["backlog"];
+    for field in [
+        "runs_due",
+        "runs_leased",
+        "outbox_due",
+        "outbox_sending",
+        "outbox_dead",
+    ] {
+        assert_eq!(backlog[field], 0, "{field}: {health}");
+    }
+    // A message nobody can take becomes a dead letter, which the backlog shows.
+    let nowhere = json!({
+        "providers": {"*": {"kind": "webhook", "url": "http://127.0.0.1:9/closed"}},
+        "retry": {"max_attempts": 1},
+    });
+    assert_eq!(
+        server
+            .put_text("/v1/delivery", &nowhere.to_string())
+            .await
+            .0,
+        200
+    );
+    let (status, _) = server
+        .post(
+            "/v1/users",
+            &json!({"user_id": "ada", "email": "ada@example.com"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = server
+        .post(
+            "/v1/journeys/welcome-series/runs",
+            &json!({"user_id": "ada", "input": {"name": "Ada"}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let health = server
+        .until("/v1/health", |h| h["backlog"]["outbox_dead"] == 1)
+        .await;
+    assert_eq!(health["backlog"]["runs_due"], 0, "{health}");
+}

@@ -196,3 +196,37 @@ fn build_names_the_missing_toolchain_and_how_to_install_it() {
         assert!(err.contains(install), "{language}: {err}");
     }
 }
+
+#[tokio::test]
+async fn migrate_creates_the_schema_and_every_command_refuses_a_newer_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cairn.db").display());
+    let (ok, out, err) = cairn(&["migrate", "--db", &db]);
+    assert!(ok, "{err}");
+    assert!(out.contains("is at schema version 1"), "{out}");
+    let (ok, _, err) = cairn(&["migrate", "--db", &db]);
+    assert!(ok, "migrating twice changes nothing: {err}");
+
+    // A newer cairn migrated it: refuse rather than write to a schema we do not know.
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (20991231000000, 'from the future', 1, x'00', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    for args in [
+        vec!["migrate", "--db", &db],
+        vec!["serve", "--db", &db, "--listen", "127.0.0.1:0"],
+        vec!["tenant", "list", "--db", &db],
+    ] {
+        let (ok, _, err) = cairn(&args);
+        assert!(!ok, "{args:?} ran");
+        assert!(
+            err.contains("(version 20991231000000) is newer than this cairn's (version 1)"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -93,6 +93,7 @@ pub fn router(state: AppState) -> Router {
             get(events::skipped_enrollments),
         )
         .route("/v1/clock/advance", post(advance_clock))
+        .route("/v1/health", get(health))
         .layer(DefaultBodyLimit::max(state.max_json_bytes));
     let deploy = Router::new()
         .route("/v1/journeys", post(journeys::deploy))
@@ -151,6 +152,7 @@ impl From<RuntimeError> for ApiError {
                 // A retry may help.
                 StoreError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
                 StoreError::Migrate(_)
+                | StoreError::SchemaTooNew { .. }
                 | StoreError::Corrupt { .. }
                 | StoreError::NoRandomness(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
@@ -172,6 +174,38 @@ impl From<JsonRejection> for ApiError {
 }
 
 type ApiResult = Result<Response, ApiError>;
+
+/// `GET /v1/health`, without a key (for load balancers and probes): whether
+/// the database answers, and the backlog of due runs and messages (counts
+/// only). 503 when the database does not answer.
+async fn health(State(state): State<AppState>) -> Response {
+    let runtime = &state.runtime;
+    let started = std::time::Instant::now();
+    match runtime
+        .store
+        .backlog(runtime.now(), runtime.lease_now())
+        .await
+    {
+        Ok(backlog) => Json(json!({
+            "status": "ok",
+            "host_id": runtime.host_id(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "schema_version": crate::store::schema_version(),
+            "database": {"reachable": true, "latency_ms": started.elapsed().as_secs_f64() * 1e3},
+            "backlog": backlog,
+        }))
+        .into_response(),
+        Err(err) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unavailable",
+                "host_id": runtime.host_id(),
+                "database": {"reachable": false, "error": err.to_string()},
+            })),
+        )
+            .into_response(),
+    }
+}
 
 /// `{"ms": N}` moves the virtual clock forward by N ms; `{"to": T}` moves
 /// it to unix ms T (never backwards). A restarted host's virtual clock

@@ -56,6 +56,13 @@ enum Command {
     },
     /// Run a journey in virtual time and print its timeline.
     Simulate(simulate::SimulateArgs),
+    /// Create or upgrade the database's schema, then exit. (`serve` does this
+    /// too; both refuse a database a newer cairn migrated.)
+    Migrate {
+        /// The database (`sqlite://FILE`).
+        #[arg(long, env = "CAIRN_DB", default_value = "sqlite://cairn.db")]
+        db: String,
+    },
 }
 
 /// Runs the command line; the process exit code.
@@ -88,6 +95,16 @@ pub fn main() -> ExitCode {
             Command::Key(args) => tenant::key(args).await,
             Command::Build { dir, out, sdk } => build(&dir, out, sdk),
             Command::Simulate(args) => simulate::simulate(args).await,
+            Command::Migrate { db } => {
+                crate::store::Store::open(&db)
+                    .await
+                    .with_context(|| format!("migrating {db}"))?;
+                println!(
+                    "{db} is at schema version {}",
+                    crate::store::schema_version()
+                );
+                Ok(())
+            }
         }
     });
     match result {

@@ -22,9 +22,9 @@ mod types;
 mod versions;
 
 pub use audience::{Feedback, Preferences, Recipient, Suppression, TemplateRow, normalize_address};
-pub use claim::LEASE_MS;
+pub use claim::{Backlog, LEASE_MS};
 pub use outbox::{Claimed, Delivered, Interrupted, OutboxFilter, OutboxRow};
-pub use sqlite::Store;
+pub use sqlite::{Store, schema_version};
 pub use tenants::{DEFAULT_TENANT, TenantRow};
 pub use types::*;
 pub use versions::{RunCounts, VersionRow};
@@ -37,6 +37,12 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A newer cairn migrated the database.
+    #[error(
+        "the database's schema (version {database}) is newer than this cairn's (version {known}): \
+         run the cairn that migrated it, or a newer one"
+    )]
+    SchemaTooNew { database: i64, known: i64 },
     /// Stored data does not decode; a retry will not help.
     #[error("corrupt stored data in {what}: {why}")]
     Corrupt { what: &'static str, why: String },

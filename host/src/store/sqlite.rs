@@ -65,6 +65,7 @@ impl Store {
             })
             .connect_with(options)
             .await?;
+        refuse_newer_schema(&pool).await?;
         MIGRATOR.run(&pool).await?;
         let write_lock: Arc<tokio::sync::Mutex<()>> = Default::default();
         if !memory {
@@ -320,6 +321,34 @@ impl Store {
     /// The raw pool, for tests that inspect tables directly.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+}
+
+/// The newest schema version this binary knows.
+pub fn schema_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// Refuses a database that a newer cairn migrated: this binary's queries may
+/// not fit its schema, and writing to it could damage it.
+async fn refuse_newer_schema(pool: &SqlitePool) -> Result<(), StoreError> {
+    let migrated: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+    )
+    .fetch_one(pool)
+    .await?;
+    if !migrated {
+        return Ok(());
+    }
+    let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(pool)
+        .await?;
+    match newest {
+        Some(database) if database > schema_version() => Err(StoreError::SchemaTooNew {
+            database,
+            known: schema_version(),
+        }),
+        _ => Ok(()),
     }
 }
 
