@@ -56,6 +56,8 @@ async fn a_tenant_cannot_see_or_touch_another_tenants_data() {
         ("/v1/runs", "runs"),
         ("/v1/outbox", "messages"),
         ("/v1/users/ada/skipped-enrollments", "skipped"),
+        ("/v1/templates", "templates"),
+        ("/v1/suppressions", "suppressions"),
     ] {
         let body = globex.get(path).await;
         assert_eq!(body[field], json!([]), "{path}: {body}");
@@ -95,6 +97,9 @@ async fn a_tenant_cannot_see_or_touch_another_tenants_data() {
             )
             .await,
         globex.delete(&versions).await,
+        globex.get_status("/v1/templates/welcome").await,
+        globex.get_status("/v1/outbox/1").await,
+        globex.post("/v1/outbox/1/retry", &json!({})).await,
     ];
     for (status, body) in refusals {
         assert_eq!(status, 404, "{body}");

@@ -31,10 +31,7 @@ pub(super) async fn outbox_message(
 ) -> ApiResult {
     match state.runtime.store.outbox_message(&tenant, id).await? {
         Some(message) => Ok(Json(message).into_response()),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no message {id} in the outbox"),
-        )),
+        None => Err(crate::store::StoreError::UnknownMessage(id).into()),
     }
 }
 

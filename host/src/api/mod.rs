@@ -143,6 +143,7 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Store(store) => match store {
                 StoreError::UnknownJourney(_)
                 | StoreError::UnknownRun(_)
+                | StoreError::UnknownMessage(_)
                 | StoreError::UnknownVersion { .. } => StatusCode::NOT_FOUND,
                 StoreError::AlreadyActive { .. }
                 | StoreError::UserDeleted(_)

@@ -54,6 +54,8 @@ pub enum StoreError {
     UserDeleted(String),
     #[error("no run {0}")]
     UnknownRun(i64),
+    #[error("no message {0} in the outbox")]
+    UnknownMessage(i64),
     #[error("journey {journey:?} has no version {version:?}")]
     UnknownVersion { journey: String, version: String },
     /// A request the store refuses as it stands (bad tenant limits, ...).

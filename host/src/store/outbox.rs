@@ -359,13 +359,13 @@ impl Store {
             .await?
             .rows_affected();
             if updated == 0 {
-                let status = self.outbox_message(tenant, id).await?.map(|m| m.status);
-                return Err(StoreError::Invalid(match status {
-                    None => format!("no message {id} in the outbox"),
-                    Some(status) => {
-                        format!("message {id} is {status}, not dead: only dead letters are retried")
-                    }
-                }));
+                return Err(match self.outbox_message(tenant, id).await? {
+                    None => StoreError::UnknownMessage(id),
+                    Some(message) => StoreError::Invalid(format!(
+                        "message {id} is {}, not dead: only dead letters are retried",
+                        message.status
+                    )),
+                });
             }
         }
         Ok(self
