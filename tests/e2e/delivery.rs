@@ -485,7 +485,7 @@ fn certificates(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
 }
 
 #[tokio::test]
-async fn smtp_with_required_starttls_and_auth_delivers_and_names_what_failed() {
+async fn smtp_over_starttls_with_auth_and_over_tls_delivers_and_names_what_failed() {
     let dir = tempfile::tempdir().unwrap();
     let [ca, cert, key] = certificates(dir.path());
     let smtp = SmtpSink::start_with(&[
@@ -554,4 +554,23 @@ async fn smtp_with_required_starttls_and_auth_delivers_and_names_what_failed() {
         "{error}"
     );
     assert_eq!(smtp.mails().len(), 1);
+
+    // TLS from the first byte (SMTPS), the other secure mode.
+    let smtps = SmtpSink::start_with(&["--tls".as_ref(), cert.as_os_str(), key.as_os_str()]);
+    host.set_delivery(json!({
+        "providers": {"email": {
+            "kind": "smtp", "host": "localhost", "port": smtps.port, "security": "tls",
+            "ca_file": ca, "timeout_ms": 3000,
+        }},
+    }))
+    .await;
+    let wrapped = send("smtps@example.com").await;
+    worker.drain().await.unwrap();
+    assert_eq!(
+        status(wrapped).await.0,
+        "sent",
+        "{:?}",
+        status(wrapped).await
+    );
+    assert_eq!(smtps.wait_for(1).await[0].to, ["smtps@example.com"]);
 }

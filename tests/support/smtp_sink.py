@@ -1,8 +1,9 @@
 """A real SMTP server for the delivery tests (aiosmtpd).
 
-usage: smtp_sink.py PORT DIR [--starttls CERT KEY] [--auth USER PASSWORD]
+usage: smtp_sink.py PORT DIR [--starttls CERT KEY | --tls CERT KEY] [--auth USER PASSWORD]
 
-With --starttls it requires STARTTLS before mail; with --auth it requires
+With --starttls it requires STARTTLS before mail; with --tls it speaks TLS
+from the first byte (SMTPS); with --auth it requires
 AUTH (PLAIN or LOGIN, only after STARTTLS when both are given).
 
 Writes every message it accepts to DIR/<n>.json ({"from", "to", "data"})
@@ -55,6 +56,11 @@ def main():
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(args[i + 1], args[i + 2])
         options.update(tls_context=context, require_starttls=True)
+    if "--tls" in args:
+        i = args.index("--tls")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args[i + 1], args[i + 2])
+        options.update(ssl_context=context)
     if "--auth" in args:
         i = args.index("--auth")
         user, password = args[i + 1].encode(), args[i + 2].encode()
