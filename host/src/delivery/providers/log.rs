@@ -14,8 +14,9 @@ pub fn deliver(message: &Outgoing<'_>) -> String {
         to = message.to,
         template = message.template,
         subject = message.rendered.subject.as_deref().unwrap_or(""),
-        "{}",
-        message.rendered.text.as_deref().or(message.rendered.html.as_deref()).unwrap_or("")
+        // One line per message: the body's newlines are escaped.
+        body = ?message.rendered.text.as_deref().or(message.rendered.html.as_deref()).unwrap_or(""),
+        "delivered to the log"
     );
     format!("log:{}", message.id)
 }
