@@ -410,3 +410,45 @@ async fn a_journey_declaring_an_unregistered_template_is_refused_at_deploy() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_step_whose_policy_check_hits_a_database_failure_runs_again_instead_of_failing() {
+    let host = Host::new().await;
+    host.deploy("courier").await;
+    let pool = host.runtime.store.pool();
+    // Break the policy's read: the table it joins is gone for a moment.
+    sqlx::query("ALTER TABLE templates RENAME TO templates_away")
+        .execute(pool)
+        .await
+        .unwrap();
+    let input = sends(&[("welcome", "marketing")]).to_string();
+    let run = host
+        .runtime
+        .start_run(DEFAULT_TENANT, "courier", "ada@example.com", &input)
+        .await
+        .unwrap();
+    host.drain().await;
+    let waiting = host.run(run.id).await;
+    assert_eq!(
+        (waiting.status, waiting.step, waiting.failure),
+        (cairn::store::RunStatus::Active, 0, None),
+        "not failed and not committed"
+    );
+    assert!(outbox(&host, "ada@example.com").await.is_empty());
+
+    // The database recovers; after the short deferral the step runs again.
+    sqlx::query("ALTER TABLE templates_away RENAME TO templates")
+        .execute(pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    host.drain().await;
+    let done = host.run(run.id).await;
+    assert_eq!(
+        done.status,
+        cairn::store::RunStatus::Completed,
+        "{:?}",
+        done.failure
+    );
+    assert_eq!(done.checkpoint.as_deref(), Some(r#"["queued"]"#));
+}

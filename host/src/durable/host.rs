@@ -8,6 +8,14 @@ use serde_json::json;
 impl wit::Host for StepState {}
 
 impl StepState {
+    /// Ends the step with a trap that is the host's fault, not the
+    /// journey's: the step is not committed and runs again.
+    fn unavailable(&mut self, refusal: Refusal) -> wasmtime::Error {
+        let why = refusal.to_string();
+        self.unavailable = Some(why.clone());
+        wasmtime::Error::msg(why)
+    }
+
     /// Registers the step's wait after checking it against the ceiling.
     fn register(&mut self, kind: WaitKind, deadline: u64) -> Result<u32, wit::WaitError> {
         if let Some(wait) = &self.record.wait {
@@ -194,9 +202,7 @@ impl durable::Host for StepState {
         let admission = match self.env.gate.admit(&request) {
             Ok(admission) => admission,
             Err(Refusal::Invalid(why)) => return Ok(Err(wit::SendError::Invalid(why))),
-            Err(refusal @ Refusal::Unavailable(_)) => {
-                return Err(wasmtime::Error::msg(refusal.to_string()));
-            }
+            Err(refusal @ Refusal::Unavailable(_)) => return Err(self.unavailable(refusal)),
         };
         let status = match admission.verdict {
             Verdict::Queued => wit::SendStatus::Queued,
@@ -250,7 +256,7 @@ impl durable::Host for StepState {
                 .env
                 .gate
                 .user_zone(&self.env.user_id)
-                .map_err(|refusal| wasmtime::Error::msg(refusal.to_string()))?,
+                .map_err(|refusal| self.unavailable(refusal))?,
         };
         let days: Vec<chrono::Weekday> = at.weekdays.iter().map(|d| weekday(*d)).collect();
         let instant = localtime::next_local_time(self.env.now, zone, time, &days);

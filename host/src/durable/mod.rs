@@ -157,6 +157,9 @@ pub struct StepState {
     calls: u32,
     log_bytes: usize,
     pub record: StepRecord,
+    /// Set when the host could not answer an import (its database failed):
+    /// the step is not the journey's fault and runs again later.
+    pub(crate) unavailable: Option<String>,
     scan: ScanBuffer,
 }
 
@@ -170,6 +173,7 @@ impl StepState {
             calls: 0,
             log_bytes: 0,
             record: StepRecord::default(),
+            unavailable: None,
             scan: ScanBuffer::Idle,
         }
     }
@@ -179,6 +183,7 @@ impl StepState {
         self.env = env;
         self.calls = 0;
         self.log_bytes = 0;
+        self.unavailable = None;
         std::mem::take(&mut self.record)
     }
 

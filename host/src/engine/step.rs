@@ -40,6 +40,9 @@ pub enum StepResult {
     Waiting(Wait),
     Done,
     Failed(String),
+    /// The host could not finish the step (its database did not answer): it
+    /// is not committed, and runs again from the same snapshot.
+    Deferred(String),
 }
 
 /// A finished step: its result, its effects, and the snapshot to store if it waits.
@@ -216,6 +219,9 @@ impl<'a> Session<'a> {
             },
             Ok(wit::Step::Done) => StepResult::Done,
             Ok(wit::Step::Failed(reason)) => StepResult::Failed(reason),
+            Err(_) if state.unavailable.is_some() => {
+                StepResult::Deferred(state.unavailable.clone().unwrap_or_default())
+            }
             Err(trap) => StepResult::Failed(trap_reason(state, &trap)),
         }
     }

@@ -30,8 +30,24 @@ pub struct Scheduler {
 
 /// A claimed batch whose steps are executing.
 struct Batch {
-    execution: tokio::task::JoinHandle<Vec<StepCommit>>,
+    execution: tokio::task::JoinHandle<Vec<Executed>>,
 }
+
+/// What a step worker hands back.
+enum Executed {
+    Commit(StepCommit),
+    /// The host failed during the step (its database did not answer): the
+    /// step is not committed, and the run's lease is extended briefly so it
+    /// runs again from the same snapshot, on this host or another.
+    Deferred {
+        run_id: i64,
+        step: u32,
+        reason: String,
+    },
+}
+
+/// How long a deferred step waits before it may be claimed again.
+const DEFER_MS: u64 = 1_000;
 
 /// What one tick did, and where its time went.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +64,8 @@ pub struct TickReport {
     pub commit: Duration,
     /// Runs the commit made due again at once (an event was already waiting).
     pub redelivered: usize,
+    /// Steps the host could not finish (its database failed), to run again.
+    pub deferred: usize,
 }
 
 impl Scheduler {
@@ -78,7 +96,7 @@ impl Scheduler {
         let started = Instant::now();
         let commits = batch.execution.await.expect("a step worker panicked");
         let execute = started.elapsed();
-        let mut report = self.commit(&commits).await?;
+        let mut report = self.commit(commits).await?;
         report.claim = claim;
         report.execute = execute;
         Ok(report)
@@ -98,18 +116,17 @@ impl Scheduler {
             let commits = current.execution.await.expect("a step worker panicked");
             // Leased runs are not claimed again: the next batch is other runs.
             let next = self.claim(now).await?;
-            let report = self.commit(&commits).await?;
+            let again = due_again(&commits, now);
+            let report = self.commit(commits).await?;
             total += report.committed;
             match next {
                 Some(batch) => current = batch,
                 // The commit made runs due again: an event was already there,
                 // or a step's next timer is already past.
-                None if report.redelivered > 0 || due_again(&commits, now) => {
-                    match self.claim(now).await? {
-                        Some(batch) => current = batch,
-                        None => return Ok(total),
-                    }
-                }
+                None if report.redelivered > 0 || again => match self.claim(now).await? {
+                    Some(batch) => current = batch,
+                    None => return Ok(total),
+                },
                 None => return Ok(total),
             }
         }
@@ -174,9 +191,34 @@ impl Scheduler {
         Ok(Some(Batch { execution }))
     }
 
-    async fn commit(&self, commits: &[StepCommit]) -> Result<TickReport, StoreError> {
+    async fn commit(&self, executed: Vec<Executed>) -> Result<TickReport, StoreError> {
         let started = Instant::now();
-        let result = self.runtime.store.commit_steps(commits).await?;
+        let mut commits = Vec::with_capacity(executed.len());
+        let mut deferred = Vec::new();
+        for step in executed {
+            match step {
+                Executed::Commit(commit) => commits.push(commit),
+                Executed::Deferred {
+                    run_id,
+                    step,
+                    reason,
+                } => {
+                    tracing::warn!(run = run_id, step, "step deferred, it runs again: {reason}");
+                    deferred.push((run_id, step));
+                }
+            }
+        }
+        if !deferred.is_empty() {
+            self.runtime
+                .store
+                .defer_steps(
+                    self.runtime.host_id(),
+                    &deferred,
+                    self.runtime.lease_now() + DEFER_MS,
+                )
+                .await?;
+        }
+        let result = self.runtime.store.commit_steps(&commits).await?;
         let applied = result.applied;
         let committed = applied.iter().filter(|a| **a).count();
         if commits.iter().any(|c| !c.record.outbox.is_empty()) {
@@ -196,6 +238,7 @@ impl Scheduler {
             discarded: applied.len() - committed,
             commit: started.elapsed(),
             redelivered: result.redelivered,
+            deferred: deferred.len(),
             ..TickReport::default()
         })
     }
@@ -219,10 +262,10 @@ impl Scheduler {
 }
 
 /// Whether a committed step's next wait is already due at `now`.
-fn due_again(commits: &[StepCommit], now: u64) -> bool {
-    commits
-        .iter()
-        .any(|c| matches!(&c.end, StepEnd::Waiting { wait, .. } if wait.deadline <= now))
+fn due_again(executed: &[Executed], now: u64) -> bool {
+    executed.iter().any(|e| {
+        matches!(e, Executed::Commit(c) if matches!(&c.end, StepEnd::Waiting { wait, .. } if wait.deadline <= now))
+    })
 }
 
 /// Runs one due step into the commit that records it.
@@ -232,7 +275,7 @@ fn execute(
     journey: Result<(Arc<LoadedJourney>, Arc<TenantSettings>), RuntimeError>,
     lease_owner: &str,
     now: u64,
-) -> StepCommit {
+) -> Executed {
     let run = due.run;
     let (call, woken_by) = match (run.status, &run.pending_event, &run.wait) {
         (RunStatus::Active, _, _) => (
@@ -281,6 +324,13 @@ fn execute(
                         },
                         StepResult::Done => StepEnd::Completed,
                         StepResult::Failed(reason) => StepEnd::Failed(reason),
+                        StepResult::Deferred(reason) => {
+                            return Executed::Deferred {
+                                run_id: run.id,
+                                step: run.step,
+                                reason,
+                            };
+                        }
                     };
                     (end, outcome.record)
                 }
@@ -302,7 +352,7 @@ fn execute(
         }
         end => end,
     };
-    StepCommit {
+    Executed::Commit(StepCommit {
         run_id: run.id,
         tenant_id: run.tenant_id,
         user_id: run.user_id,
@@ -316,5 +366,5 @@ fn execute(
         event_watermark: due.watermark,
         lease_owner: lease_owner.to_string(),
         now,
-    }
+    })
 }

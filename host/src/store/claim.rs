@@ -68,6 +68,32 @@ impl Store {
         Ok(due)
     }
 
+    /// Keeps deferred steps' runs leased until `until` (system time), so
+    /// they are claimed again then rather than at once.
+    ///
+    /// # Errors
+    /// A database failure; the leases then run out on their own.
+    pub async fn defer_steps(
+        &self,
+        owner: &str,
+        runs: &[(i64, u32)],
+        until: u64,
+    ) -> Result<(), StoreError> {
+        let _writer = self.write_lock().await;
+        for (run, step) in runs {
+            sqlx::query(
+                "UPDATE runs SET lease_until = ? WHERE id = ? AND step = ? AND lease_owner = ?",
+            )
+            .bind(until as i64)
+            .bind(run)
+            .bind(step)
+            .bind(owner)
+            .execute(self.pool())
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Releases every lease `owner` holds: a host does this when it starts,
     /// for claims its previous life left behind, and when it stops.
     ///
