@@ -35,7 +35,7 @@ struct Batch {
 
 /// What a step worker hands back.
 enum Executed {
-    Commit(StepCommit),
+    Commit(Box<StepCommit>),
     /// The host failed during the step (its database did not answer): the
     /// step is not committed, and the run's lease is extended briefly so it
     /// runs again from the same snapshot, on this host or another.
@@ -197,7 +197,7 @@ impl Scheduler {
         let mut deferred = Vec::new();
         for step in executed {
             match step {
-                Executed::Commit(commit) => commits.push(commit),
+                Executed::Commit(commit) => commits.push(*commit),
                 Executed::Deferred {
                     run_id,
                     step,
@@ -352,7 +352,7 @@ fn execute(
         }
         end => end,
     };
-    Executed::Commit(StepCommit {
+    Executed::Commit(Box::new(StepCommit {
         run_id: run.id,
         tenant_id: run.tenant_id,
         user_id: run.user_id,
@@ -366,5 +366,5 @@ fn execute(
         event_watermark: due.watermark,
         lease_owner: lease_owner.to_string(),
         now,
-    })
+    }))
 }
