@@ -4,9 +4,10 @@
 //! - [`engine`]: wasmtime configuration, deploy-time validation, compile cache, one step;
 //! - [`snapshot`]: instance state <-> bytes (instrument, capture, encode, restore);
 //! - [`durable`]: the durable context the journey imports (`sleep`, `send`, ...);
+//! - [`delivery`]: send policy, the outbox worker, providers, templates, unsubscribe links;
 //! - [`store`]: everything persisted (SQLite via sqlx);
 //! - [`runtime`]: deploy, start runs, ingest events, per-tenant limits;
-//! - [`hotload`]: a directory of components that deploys itself;
+//! - [`hotload`]: directories of components and templates that load themselves;
 //! - [`scheduler`]: executes due steps and group-commits them;
 //! - [`api`]: the HTTP API (axum);
 //! - [`cli`]: the `cairn` command;

@@ -1,11 +1,14 @@
 //! The durable context: the store data of one step and one `impl Host` per
 //! WIT interface.
 //!
-//! A step's imports never touch the database. They check and record: waits
-//! (checked against the run's execution ceiling), checkpoints, sends, logs,
-//! and a journal of every value the host handed out. The engine returns all of
-//! it with the step's outcome, and the store commits it in one transaction
-//! with the snapshot, so a step either happened completely or not at all.
+//! A step's imports never write to the database. They check and record:
+//! waits (checked against the run's execution ceiling), checkpoints, sends,
+//! logs, and a journal of every value the host handed out. The engine returns
+//! all of it with the step's outcome, and the store commits it in one
+//! transaction with the snapshot, so a step either happened completely or not
+//! at all. Only `send` and `next-local-time` read, through the delivery
+//! policy's [`crate::delivery::SendGate`]; when that read fails the step is
+//! not the journey's fault and is deferred, not failed.
 //!
 //! Every value a step receives is a function of (run, step, call index):
 //! `now` is the step's logical time, `random-u64` is derived from the run's
