@@ -3,11 +3,12 @@
 //! delivery settings, and the host secret that signs unsubscribe links.
 
 use super::StoreError;
-use super::sqlite::Store;
+use super::db::Store;
 use crate::clock::Millis;
 use crate::delivery::{DeliveryConfig, Facts, Parts, check_template};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use super::db::Backend;
+use sqlx::{AssertSqlSafe, Row};
 
 /// A user's subscription state: everything, and per category.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -85,24 +86,30 @@ impl Store {
         since: Option<Millis>,
         template: Option<&str>,
     ) -> Result<Recipient, StoreError> {
-        let row = sqlx::query(
+        // JSON aggregation is the one dialect difference.
+        let (agg, array) = match self.backend() {
+            Backend::Sqlite => ("json_group_array", "json_array"),
+            Backend::Postgres => ("json_agg", "json_build_array"),
+        };
+        let sql = format!(
             "SELECT c.email, c.timezone,
-                 (?5 IS NULL OR EXISTS (SELECT 1 FROM templates t WHERE t.tenant_id = ?1 AND t.name = ?5))
-                     AS template_registered,
-                 (SELECT json_group_array(p.category) FROM preferences p
-                     WHERE p.tenant_id = ?1 AND p.user_id = ?2 AND p.subscribed = 0) AS unsubscribed,
-                 (SELECT s.reason FROM suppressions s WHERE s.tenant_id = ?1 AND s.suppressed_at IS NOT NULL
-                     AND s.address = lower(COALESCE(?3, c.email, CASE WHEN instr(?2, '@') > 0 THEN ?2 END)))
+                 CASE WHEN $5 IS NULL OR EXISTS (SELECT 1 FROM templates t WHERE t.tenant_id = $1 AND t.name = $5)
+                     THEN 1 ELSE 0 END AS template_registered,
+                 COALESCE((SELECT CAST({agg}(p.category) AS TEXT) FROM preferences p
+                     WHERE p.tenant_id = $1 AND p.user_id = $2 AND p.subscribed = 0), '[]') AS unsubscribed,
+                 (SELECT s.reason FROM suppressions s WHERE s.tenant_id = $1 AND s.suppressed_at IS NOT NULL
+                     AND s.address = lower(COALESCE($3, c.email, CASE WHEN $2 LIKE '%@%' THEN $2 END)))
                      AS suppressed,
-                 CASE WHEN ?4 IS NULL THEN '[]' ELSE
-                     (SELECT json_group_array(json_array(category, n)) FROM
+                 CASE WHEN $4 IS NULL THEN '[]' ELSE COALESCE(
+                     (SELECT CAST({agg}({array}(category, n)) AS TEXT) FROM
                          (SELECT o.category, COUNT(*) AS n FROM outbox o
-                          WHERE o.tenant_id = ?1 AND o.user_id = ?2 AND o.created_at > ?4
+                          WHERE o.tenant_id = $1 AND o.user_id = $2 AND o.created_at > $4
                             AND o.status IN ('queued', 'sending', 'sent')
-                          GROUP BY o.category)) END AS recent
-             FROM (SELECT 1) LEFT JOIN contacts c
-                 ON c.tenant_id = ?1 AND c.user_id = ?2 AND c.deleted_at IS NULL",
-        )
+                          GROUP BY o.category) AS recent), '[]') END AS recent
+             FROM (SELECT 1 AS one) AS here LEFT JOIN contacts c
+                 ON c.tenant_id = $1 AND c.user_id = $2 AND c.deleted_at IS NULL"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
         .bind(tenant)
         .bind(user_id)
         .bind(address)
@@ -116,7 +123,7 @@ impl Store {
             serde_json::from_str(row.get("recent")).map_err(StoreError::corrupt("outbox"))?;
         Ok(Recipient {
             email: row.get("email"),
-            template_registered: row.get("template_registered"),
+            template_registered: row.get::<i64, _>("template_registered") != 0,
             facts: Facts {
                 suppressed: row.get("suppressed"),
                 unsubscribed_all: unsubscribed.iter().any(|c| c == "*"),
@@ -137,7 +144,7 @@ impl Store {
         user_id: &str,
     ) -> Result<Preferences, StoreError> {
         let rows = sqlx::query(
-            "SELECT category, subscribed FROM preferences WHERE tenant_id = ? AND user_id = ? ORDER BY category",
+            "SELECT category, subscribed FROM preferences WHERE tenant_id = $1 AND user_id = $2 ORDER BY category",
         )
         .bind(tenant)
         .bind(user_id)
@@ -149,7 +156,7 @@ impl Store {
         };
         for row in rows {
             let category: String = row.get("category");
-            let subscribed: bool = row.get("subscribed");
+            let subscribed = row.get::<i64, _>("subscribed") != 0;
             if category == "*" {
                 prefs.subscribed = subscribed;
             } else {
@@ -177,13 +184,13 @@ impl Store {
         for (category, subscribed) in all.iter().chain(categories) {
             sqlx::query(
                 "INSERT INTO preferences (tenant_id, user_id, category, subscribed, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(tenant_id, user_id, category) DO UPDATE SET subscribed = ?4, updated_at = ?5",
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT(tenant_id, user_id, category) DO UPDATE SET subscribed = $4, updated_at = $5",
             )
             .bind(tenant)
             .bind(user_id)
             .bind(category)
-            .bind(*subscribed)
+            .bind(i64::from(*subscribed))
             .bind(now as i64)
             .execute(&mut *tx)
             .await?;
@@ -213,10 +220,10 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "INSERT INTO suppressions (tenant_id, address, hard_bounces, soft_bounces, complaints, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT(tenant_id, address) DO UPDATE SET
-                 hard_bounces = hard_bounces + ?3, soft_bounces = soft_bounces + ?4,
-                 complaints = complaints + ?5, updated_at = ?6
+                 hard_bounces = hard_bounces + $3, soft_bounces = soft_bounces + $4,
+                 complaints = complaints + $5, updated_at = $6
              RETURNING hard_bounces, complaints, suppressed_at",
         )
         .bind(tenant)
@@ -238,7 +245,7 @@ impl Store {
         };
         if let (Some(reason), None) = (&reason, suppressed_at) {
             sqlx::query(
-                "UPDATE suppressions SET suppressed_at = ?, reason = ? WHERE tenant_id = ? AND address = ?",
+                "UPDATE suppressions SET suppressed_at = $1, reason = $2 WHERE tenant_id = $3 AND address = $4",
             )
             .bind(now as i64)
             .bind(reason)
@@ -266,7 +273,7 @@ impl Store {
     ) -> Result<Vec<Suppression>, StoreError> {
         let rows = sqlx::query(
             "SELECT address, hard_bounces, soft_bounces, complaints, reason, suppressed_at FROM suppressions
-             WHERE tenant_id = ?1 AND (?2 IS NULL OR address = ?2) ORDER BY address LIMIT 1000",
+             WHERE tenant_id = $1 AND ($2 IS NULL OR address = $2) ORDER BY address LIMIT 1000",
         )
         .bind(tenant)
         .bind(address.map(normalize_address))
@@ -294,7 +301,7 @@ impl Store {
     pub async fn unsuppress(&self, tenant: &str, address: &str) -> Result<bool, StoreError> {
         let _writer = self.write_lock().await;
         Ok(
-            sqlx::query("DELETE FROM suppressions WHERE tenant_id = ? AND address = ?")
+            sqlx::query("DELETE FROM suppressions WHERE tenant_id = $1 AND address = $2")
                 .bind(tenant)
                 .bind(normalize_address(address))
                 .execute(self.pool())
@@ -319,8 +326,8 @@ impl Store {
         let parts = check_template(name, source).map_err(StoreError::Invalid)?;
         let _writer = self.write_lock().await;
         sqlx::query(
-            "INSERT INTO templates (tenant_id, name, source, parts, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(tenant_id, name) DO UPDATE SET source = ?3, parts = ?4, updated_at = ?5",
+            "INSERT INTO templates (tenant_id, name, source, parts, updated_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT(tenant_id, name) DO UPDATE SET source = $3, parts = $4, updated_at = $5",
         )
         .bind(tenant)
         .bind(name)
@@ -338,7 +345,7 @@ impl Store {
     /// A database failure.
     pub async fn template(&self, tenant: &str, name: &str) -> Result<Option<String>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT source FROM templates WHERE tenant_id = ? AND name = ?")
+            sqlx::query_scalar("SELECT source FROM templates WHERE tenant_id = $1 AND name = $2")
                 .bind(tenant)
                 .bind(name)
                 .fetch_optional(self.pool())
@@ -370,7 +377,7 @@ impl Store {
     /// A database failure or a corrupt row.
     pub async fn templates(&self, tenant: &str) -> Result<Vec<TemplateRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT name, parts, updated_at FROM templates WHERE tenant_id = ? ORDER BY name",
+            "SELECT name, parts, updated_at FROM templates WHERE tenant_id = $1 ORDER BY name",
         )
         .bind(tenant)
         .fetch_all(self.pool())
@@ -395,7 +402,7 @@ impl Store {
     pub async fn delete_template(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
         let _writer = self.write_lock().await;
         Ok(
-            sqlx::query("DELETE FROM templates WHERE tenant_id = ? AND name = ?")
+            sqlx::query("DELETE FROM templates WHERE tenant_id = $1 AND name = $2")
                 .bind(tenant)
                 .bind(name)
                 .execute(self.pool())
@@ -413,7 +420,7 @@ impl Store {
         &self,
         tenant: &str,
     ) -> Result<Option<DeliveryConfig>, StoreError> {
-        let json: Option<String> = sqlx::query_scalar("SELECT delivery FROM tenants WHERE id = ?")
+        let json: Option<String> = sqlx::query_scalar("SELECT delivery FROM tenants WHERE id = $1")
             .bind(tenant)
             .fetch_optional(self.pool())
             .await?;
@@ -437,7 +444,7 @@ impl Store {
     ) -> Result<DeliveryConfig, StoreError> {
         let config = DeliveryConfig::parse(json).map_err(StoreError::Invalid)?;
         let _writer = self.write_lock().await;
-        let updated = sqlx::query("UPDATE tenants SET delivery = ? WHERE id = ?")
+        let updated = sqlx::query("UPDATE tenants SET delivery = $1 WHERE id = $2")
             .bind(json)
             .bind(tenant)
             .execute(self.pool())
@@ -454,7 +461,7 @@ impl Store {
     /// # Errors
     /// A database failure, or no randomness for a new secret.
     pub async fn host_secret(&self, name: &str) -> Result<Vec<u8>, StoreError> {
-        if let Some(secret) = sqlx::query_scalar("SELECT value FROM host_secrets WHERE name = ?")
+        if let Some(secret) = sqlx::query_scalar("SELECT value FROM host_secrets WHERE name = $1")
             .bind(name)
             .fetch_optional(self.pool())
             .await?
@@ -466,14 +473,14 @@ impl Store {
         let _writer = self.write_lock().await;
         // Another host may have won the race: keep whichever was first.
         sqlx::query(
-            "INSERT INTO host_secrets (name, value) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+            "INSERT INTO host_secrets (name, value) VALUES ($1, $2) ON CONFLICT(name) DO NOTHING",
         )
         .bind(name)
         .bind(&secret[..])
         .execute(self.pool())
         .await?;
         Ok(
-            sqlx::query_scalar("SELECT value FROM host_secrets WHERE name = ?")
+            sqlx::query_scalar("SELECT value FROM host_secrets WHERE name = $1")
                 .bind(name)
                 .fetch_one(self.pool())
                 .await?,

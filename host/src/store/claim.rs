@@ -2,7 +2,7 @@
 //! host at a time, and only the lease holder may commit it.
 
 use super::StoreError;
-use super::sqlite::{RUN_COLUMNS, Store, run_row};
+use super::db::{RUN_COLUMNS, Store, run_row};
 use super::types::DueRun;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -27,30 +27,30 @@ impl Store {
     ) -> Result<Vec<DueRun>, StoreError> {
         // Most calls find nothing due: ask a reader first, and take the write
         // lock (which ingest and commits wait on) only when there is work.
-        let any: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM runs WHERE status IN ('active', 'waiting') AND due_at <= ?1
-                            AND (lease_until IS NULL OR lease_until < ?2))",
+        let any: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE status IN ('active', 'waiting') AND due_at <= $1
+                                   AND (lease_until IS NULL OR lease_until < $2) LIMIT 1) AS due",
         )
         .bind(now as i64)
         .bind(lease_now as i64)
         .fetch_one(self.pool())
         .await?;
-        if !any {
+        if any == 0 {
             return Ok(Vec::new());
         }
         let _writer = self.write_lock().await;
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE runs SET lease_owner = ?1, lease_until = ?2,
+            "UPDATE runs SET lease_owner = $1, lease_until = $2,
                  claim_watermark = (SELECT COALESCE(MAX(id), 0) FROM events)
-             WHERE id IN (SELECT id FROM runs WHERE status IN ('active', 'waiting') AND due_at <= ?3
-                          AND (lease_until IS NULL OR lease_until < ?4) ORDER BY due_at, id LIMIT ?5)
+             WHERE id IN (SELECT id FROM runs WHERE status IN ('active', 'waiting') AND due_at <= $3
+                          AND (lease_until IS NULL OR lease_until < $4) ORDER BY due_at, id LIMIT $5)
              RETURNING {RUN_COLUMNS}, snapshot, claim_watermark"
         )))
         .bind(owner)
         .bind(lease_now.saturating_add(LEASE_MS) as i64)
         .bind(now as i64)
         .bind(lease_now as i64)
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
         let mut due = rows
@@ -82,11 +82,11 @@ impl Store {
         let _writer = self.write_lock().await;
         for (run, step) in runs {
             sqlx::query(
-                "UPDATE runs SET lease_until = ? WHERE id = ? AND step = ? AND lease_owner = ?",
+                "UPDATE runs SET lease_until = $1 WHERE id = $2 AND step = $3 AND lease_owner = $4",
             )
             .bind(until as i64)
             .bind(run)
-            .bind(step)
+            .bind(i64::from(*step))
             .bind(owner)
             .execute(self.pool())
             .await?;
@@ -102,7 +102,7 @@ impl Store {
     pub async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
         let _writer = self.write_lock().await;
         Ok(sqlx::query(
-            "UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
+            "UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
         )
         .bind(owner)
         .execute(self.pool())
@@ -164,13 +164,13 @@ impl Store {
     pub async fn backlog(&self, now: u64, lease_now: u64) -> Result<Backlog, StoreError> {
         let row = sqlx::query(
             "SELECT
-                 (SELECT COUNT(*) FROM runs WHERE status IN ('active', 'waiting') AND due_at <= ?1
-                     AND (lease_until IS NULL OR lease_until < ?2)) AS runs_due,
-                 (SELECT COUNT(*) FROM runs WHERE status IN ('active', 'waiting') AND due_at <= ?1
-                     AND lease_until >= ?2) AS runs_leased,
-                 (SELECT MIN(due_at) FROM runs WHERE status IN ('active', 'waiting') AND due_at <= ?1
-                     AND (lease_until IS NULL OR lease_until < ?2)) AS oldest_due,
-                 (SELECT COUNT(*) FROM outbox WHERE status = 'queued' AND not_before <= ?1) AS outbox_due,
+                 (SELECT COUNT(*) FROM runs WHERE status IN ('active', 'waiting') AND due_at <= $1
+                     AND (lease_until IS NULL OR lease_until < $2)) AS runs_due,
+                 (SELECT COUNT(*) FROM runs WHERE status IN ('active', 'waiting') AND due_at <= $1
+                     AND lease_until >= $2) AS runs_leased,
+                 (SELECT MIN(due_at) FROM runs WHERE status IN ('active', 'waiting') AND due_at <= $1
+                     AND (lease_until IS NULL OR lease_until < $2)) AS oldest_due,
+                 (SELECT COUNT(*) FROM outbox WHERE status = 'queued' AND not_before <= $1) AS outbox_due,
                  (SELECT COUNT(*) FROM outbox WHERE status = 'sending') AS outbox_sending,
                  (SELECT COUNT(*) FROM outbox WHERE status = 'dead') AS outbox_dead",
         )

@@ -12,12 +12,12 @@
 //! 3. A new event wait looks back for events stored since its step began.
 
 use super::StoreError;
-use super::sqlite::{WriteTx, deliver_event};
+use super::db::{WriteTx, deliver_event};
 use super::types::*;
 use crate::delivery::Verdict;
 use crate::durable::{Effect, WaitKind, all_match};
 use serde_json::{Value, json};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{AssertSqlSafe, Row};
 use std::collections::HashSet;
 
 /// Rows per multi-row statement: well under SQLite's 32,766 bound parameters.
@@ -67,11 +67,22 @@ pub(super) async fn commit_steps(
 
 /// The guarded transition of every run in `chunk`; the ids that moved.
 async fn update_runs(tx: &mut WriteTx, chunk: &[StepCommit]) -> Result<Vec<i64>, StoreError> {
-    let mut q = QueryBuilder::<Sqlite>::new(
+    let mut sql = String::from(
         "WITH v(id, status, step, checkpoint, wait, wait_event, due_at, snapshot, failure, updated_at, \
          ended_at, expected_status, expected_step, lease_owner) AS (",
     );
-    q.push_values(chunk, |mut row, c| {
+    sql.push_str(&values(chunk.len(), 14));
+    sql.push_str(
+        ") UPDATE runs SET status = v.status, step = v.step, checkpoint = COALESCE(v.checkpoint, runs.checkpoint), \
+         wait = v.wait, wait_event = v.wait_event, due_at = v.due_at, pending_wake = NULL, failure = v.failure, \
+         snapshot = CASE v.status WHEN 'waiting' THEN v.snapshot WHEN 'completed' THEN NULL ELSE runs.snapshot END, \
+         updated_at = v.updated_at, ended_at = v.ended_at, lease_owner = NULL, lease_until = NULL \
+         FROM v WHERE runs.id = v.id AND runs.status = v.expected_status AND runs.step = v.expected_step \
+         AND runs.lease_owner = v.lease_owner \
+         RETURNING runs.id",
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for c in chunk {
         let checkpoint = c.record.effects.iter().rev().find_map(|e| match e {
             Effect::Checkpoint { label } => Some(label.clone()),
             _ => None,
@@ -105,43 +116,37 @@ async fn update_runs(tx: &mut WriteTx, chunk: &[StepCommit]) -> Result<Vec<i64>,
                 Some(c.now as i64),
             ),
         };
-        row.push_bind(c.run_id)
-            .push_bind(status.as_str())
-            .push_bind(c.expected_step + 1)
-            .push_bind(checkpoint)
-            .push_bind(wait)
-            .push_bind(wait_event)
-            .push_bind(due_at)
-            .push_bind(match &c.end {
-                StepEnd::Waiting { snapshot, .. } => Some(snapshot.as_slice()),
+        q = q
+            .bind(c.run_id)
+            .bind(status.as_str())
+            .bind(i64::from(c.expected_step) + 1)
+            .bind(checkpoint)
+            .bind(wait)
+            .bind(wait_event)
+            .bind(due_at)
+            .bind(match &c.end {
+                StepEnd::Waiting { snapshot, .. } => Some(snapshot.clone()),
                 _ => None,
             })
-            .push_bind(failure)
-            .push_bind(c.now as i64)
-            .push_bind(ended_at)
-            .push_bind(c.expected_status.as_str())
-            .push_bind(c.expected_step)
-            .push_bind(&c.lease_owner);
-    });
-    q.push(
-        ") UPDATE runs SET status = v.status, step = v.step, checkpoint = COALESCE(v.checkpoint, runs.checkpoint), \
-         wait = v.wait, wait_event = v.wait_event, due_at = v.due_at, pending_wake = NULL, failure = v.failure, \
-         snapshot = CASE v.status WHEN 'waiting' THEN v.snapshot WHEN 'completed' THEN NULL ELSE runs.snapshot END, \
-         updated_at = v.updated_at, ended_at = v.ended_at, lease_owner = NULL, lease_until = NULL \
-         FROM v WHERE runs.id = v.id AND runs.status = v.expected_status AND runs.step = v.expected_step \
-         AND runs.lease_owner = v.lease_owner \
-         RETURNING runs.id",
-    );
-    let rows = q.build().fetch_all(&mut **tx).await?;
+            .bind(failure)
+            .bind(c.now as i64)
+            .bind(ended_at)
+            .bind(c.expected_status.as_str())
+            .bind(i64::from(c.expected_step))
+            .bind(c.lease_owner.clone());
+    }
+    let rows = q.fetch_all(&mut **tx).await?;
     Ok(rows.iter().map(|r| r.get::<i64, _>(0)).collect())
 }
 
 /// One `steps` row per applied step: what woke it, its effects and journal, how it ended.
 async fn insert_steps(tx: &mut WriteTx, applied: &[&StepCommit]) -> Result<(), StoreError> {
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO steps (run_id, step, at, woken_by, event_id, effects, journal, outcome, committed_at) ",
+    let sql = format!(
+        "INSERT INTO steps (run_id, step, at, woken_by, event_id, effects, journal, outcome, committed_at) {}",
+        values(applied.len(), 9)
     );
-    q.push_values(applied, |mut b, c| {
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for c in applied {
         let outcome = match &c.end {
             StepEnd::Waiting { wait, snapshot } => {
                 let mut detail = serde_json::to_value(wait).expect("a wait serializes");
@@ -151,17 +156,18 @@ async fn insert_steps(tx: &mut WriteTx, applied: &[&StepCommit]) -> Result<(), S
             StepEnd::Completed => json!({ "kind": "completed", "detail": {} }),
             StepEnd::Failed(reason) => json!({ "kind": "failed", "detail": { "reason": reason } }),
         };
-        b.push_bind(c.run_id)
-            .push_bind(c.expected_step)
-            .push_bind(c.at as i64)
-            .push_bind(&c.woken_by)
-            .push_bind(c.event_id)
-            .push_bind(serde_json::to_string(&c.record.effects).expect("effects serialize"))
-            .push_bind(serde_json::to_string(&c.record.journal).expect("a journal serializes"))
-            .push_bind(outcome.to_string())
-            .push_bind(c.now as i64);
-    });
-    q.build().execute(&mut **tx).await?;
+        q = q
+            .bind(c.run_id)
+            .bind(i64::from(c.expected_step))
+            .bind(c.at as i64)
+            .bind(c.woken_by.clone())
+            .bind(c.event_id)
+            .bind(serde_json::to_string(&c.record.effects).expect("effects serialize"))
+            .bind(serde_json::to_string(&c.record.journal).expect("a journal serializes"))
+            .bind(outcome.to_string())
+            .bind(c.now as i64);
+    }
+    q.execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -169,34 +175,56 @@ async fn insert_outbox(
     tx: &mut WriteTx,
     rows: &[(&StepCommit, &crate::durable::OutboxMessage)],
 ) -> Result<(), StoreError> {
-    let mut q = QueryBuilder::<Sqlite>::new(
+    // The key is (run, step, call) or the journey's label: a send is queued once.
+    let sql = format!(
         "INSERT INTO outbox (tenant_id, key, run_id, step, user_id, channel, recipient, template, \
-         props, category, status, not_before, created_at, updated_at) ",
+         props, category, status, not_before, created_at, updated_at) {} ON CONFLICT(run_id, key) DO NOTHING",
+        values(rows.len(), 14)
     );
-    q.push_values(rows, |mut b, (c, m)| {
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for (c, m) in rows {
         let not_before = match m.verdict {
             Verdict::DeferredUntil(at) => at,
             _ => 0,
         };
-        b.push_bind(&c.tenant_id)
-            .push_bind(&m.key)
-            .push_bind(c.run_id)
-            .push_bind(c.expected_step)
-            .push_bind(&c.user_id)
-            .push_bind(&m.channel)
-            .push_bind(&m.recipient)
-            .push_bind(&m.template)
-            .push_bind(m.props.to_string())
-            .push_bind(&m.category)
-            .push_bind(m.verdict.outbox_status())
-            .push_bind(not_before as i64)
-            .push_bind(c.now as i64)
-            .push_bind(c.now as i64);
-    });
-    // The key is (run, step, call) or the journey's label: a send is queued once.
-    q.push(" ON CONFLICT(run_id, key) DO NOTHING");
-    q.build().execute(&mut **tx).await?;
+        q = q
+            .bind(c.tenant_id.clone())
+            .bind(m.key.clone())
+            .bind(c.run_id)
+            .bind(i64::from(c.expected_step))
+            .bind(c.user_id.clone())
+            .bind(m.channel.clone())
+            .bind(m.recipient.clone())
+            .bind(m.template.clone())
+            .bind(m.props.to_string())
+            .bind(m.category.clone())
+            .bind(m.verdict.outbox_status())
+            .bind(not_before as i64)
+            .bind(c.now as i64)
+            .bind(c.now as i64);
+    }
+    q.execute(&mut **tx).await?;
     Ok(())
+}
+
+/// `VALUES ($1, ..., $columns), ($columns+1, ...), ...` for `rows` rows: one
+/// placeholder syntax for both backends (SQLite reads `$N` as position N).
+fn values(rows: usize, columns: usize) -> String {
+    let mut sql = String::from("VALUES ");
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", row * columns + column + 1));
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 /// An event stored after the step began may already satisfy the wait it registered.
@@ -208,7 +236,7 @@ async fn look_back(
 ) -> Result<bool, StoreError> {
     let candidates = sqlx::query(
         "SELECT id, properties, timestamp FROM events
-         WHERE tenant_id = ? AND user_id = ? AND name = ? AND id > ? ORDER BY id",
+         WHERE tenant_id = $1 AND user_id = $2 AND name = $3 AND id > $4 ORDER BY id",
     )
     .bind(&c.tenant_id)
     .bind(&c.user_id)

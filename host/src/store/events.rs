@@ -3,7 +3,7 @@
 //! transaction; identifying and deleting contacts; cancelling runs.
 
 use super::StoreError;
-use super::sqlite::{
+use super::db::{
     NewRun, RUN_COLUMNS, Store, WriteTx, deliver_event, insert_run, run_row, user_deleted,
 };
 use super::types::*;
@@ -53,15 +53,27 @@ impl Store {
         if user_deleted(&mut tx, tenant, &contact.user_id).await? {
             return Err(StoreError::UserDeleted(contact.user_id.clone()));
         }
-        let properties = contact
-            .properties
-            .clone()
-            .unwrap_or_else(|| Value::Object(Default::default()));
+        // Merged here, not in SQL, so both databases merge the same way
+        // (RFC 7396: objects merge recursively, a null removes the key).
+        let stored: Option<String> = sqlx::query_scalar(
+            "SELECT properties FROM contacts WHERE tenant_id = $1 AND user_id = $2",
+        )
+        .bind(tenant)
+        .bind(&contact.user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut properties = match stored {
+            Some(text) => serde_json::from_str(&text).map_err(StoreError::corrupt("contacts.properties"))?,
+            None => Value::Object(Default::default()),
+        };
+        if let Some(patch) = &contact.properties {
+            merge_patch(&mut properties, patch);
+        }
         let row = sqlx::query(
             "INSERT INTO contacts (tenant_id, user_id, email, timezone, properties, created_at, updated_at)
-             VALUES (?6, ?1, ?2, ?3, json_patch('{}', ?4), ?5, ?5)
-             ON CONFLICT(tenant_id, user_id) DO UPDATE SET email = COALESCE(?2, email),
-                 timezone = COALESCE(?3, timezone), properties = json_patch(properties, ?4), updated_at = ?5
+             VALUES ($6, $1, $2, $3, $4, $5, $5)
+             ON CONFLICT(tenant_id, user_id) DO UPDATE SET email = COALESCE($2, contacts.email),
+                 timezone = COALESCE($3, contacts.timezone), properties = $4, updated_at = $5
              RETURNING user_id, email, timezone, properties, created_at, updated_at",
         )
         .bind(&contact.user_id)
@@ -98,9 +110,9 @@ impl Store {
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO contacts (tenant_id, user_id, properties, created_at, updated_at, deleted_at)
-             VALUES (?3, ?1, '{}', ?2, ?2, ?2)
+             VALUES ($3, $1, '{}', $2, $2, $2)
              ON CONFLICT(tenant_id, user_id) DO UPDATE SET email = NULL, timezone = NULL, properties = '{}',
-                 updated_at = ?2, deleted_at = COALESCE(deleted_at, ?2)",
+                 updated_at = $2, deleted_at = COALESCE(deleted_at, $2)",
         )
         .bind(user_id)
         .bind(now as i64)
@@ -121,9 +133,9 @@ impl Store {
     pub async fn cancel_run(&self, tenant: &str, id: i64, now: u64) -> Result<RunRow, StoreError> {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE runs SET status = 'exited', exit_reason = 'cancelled', ended_at = ?1, updated_at = ?1,
+            "UPDATE runs SET status = 'exited', exit_reason = 'cancelled', ended_at = $1, updated_at = $1,
                  wait_event = NULL, due_at = NULL, pending_wake = NULL, lease_owner = NULL, lease_until = NULL
-             WHERE id = ?2 AND tenant_id = ?3 AND status IN ('active', 'waiting') RETURNING {RUN_COLUMNS}"
+             WHERE id = $2 AND tenant_id = $3 AND status IN ('active', 'waiting') RETURNING {RUN_COLUMNS}"
         )))
         .bind(now as i64)
         .bind(id)
@@ -156,9 +168,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         let _writer = self.write_lock().await;
         let changed = sqlx::query(
-            "UPDATE journeys SET enabled = ?, updated_at = ? WHERE tenant_id = ? AND id = ?",
+            "UPDATE journeys SET enabled = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4",
         )
-        .bind(enabled)
+        .bind(i64::from(enabled))
         .bind(now as i64)
         .bind(tenant)
         .bind(journey_id)
@@ -182,7 +194,7 @@ impl Store {
     ) -> Result<Vec<Value>, StoreError> {
         let rows = sqlx::query(
             "SELECT event_id, journey_id, reason, at FROM skipped_enrollments
-             WHERE tenant_id = ? AND user_id = ? ORDER BY id DESC LIMIT 100",
+             WHERE tenant_id = $1 AND user_id = $2 ORDER BY id DESC LIMIT 100",
         )
         .bind(tenant)
         .bind(user_id)
@@ -213,7 +225,7 @@ async fn apply_event(
     let tenant = event.tenant_id.as_str();
     if let Some(key) = &event.idempotency_key {
         let seen: Option<Option<String>> = sqlx::query_scalar(
-            "SELECT outcome FROM events WHERE tenant_id = ? AND idempotency_key = ?",
+            "SELECT outcome FROM events WHERE tenant_id = $1 AND idempotency_key = $2",
         )
         .bind(tenant)
         .bind(key)
@@ -229,7 +241,7 @@ async fn apply_event(
     }
     let event_id: i64 = sqlx::query_scalar(
         "INSERT INTO events (tenant_id, user_id, name, properties, timestamp, received_at, idempotency_key)
-         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(tenant)
     .bind(&event.user_id)
@@ -312,7 +324,7 @@ async fn apply_event(
     for skipped in &outcome.skipped {
         sqlx::query(
             "INSERT INTO skipped_enrollments (tenant_id, event_id, journey_id, user_id, reason, at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(tenant)
         .bind(event_id)
@@ -326,8 +338,8 @@ async fn apply_event(
 
     // Hand the event to the user's runs waiting for it whose filter matches.
     let waiting = sqlx::query(
-        "SELECT id, step, wait FROM runs WHERE status = 'waiting' AND tenant_id = ? AND user_id = ?
-         AND wait_event = ? AND pending_wake IS NULL",
+        "SELECT id, step, wait FROM runs WHERE status = 'waiting' AND tenant_id = $1 AND user_id = $2
+         AND wait_event = $3 AND pending_wake IS NULL",
     )
     .bind(tenant)
     .bind(&event.user_id)
@@ -359,7 +371,7 @@ async fn apply_event(
 
     // The outcome is what a repeated key gets back; without a key nobody can ask.
     if event.idempotency_key.is_some() {
-        sqlx::query("UPDATE events SET outcome = ? WHERE id = ?")
+        sqlx::query("UPDATE events SET outcome = $1 WHERE id = $2")
             .bind(serde_json::to_string(&outcome).expect("an outcome serializes"))
             .bind(event_id)
             .execute(&mut **tx)
@@ -380,7 +392,7 @@ async fn entry_refusal(
     let row = sqlx::query(
         "SELECT COUNT(*) AS runs, MAX(started_at) AS last,
                 SUM(status IN ('active', 'waiting')) AS live
-         FROM runs WHERE tenant_id = ? AND journey_id = ? AND user_id = ?",
+         FROM runs WHERE tenant_id = $1 AND journey_id = $2 AND user_id = $3",
     )
     .bind(tenant)
     .bind(journey)
@@ -414,10 +426,10 @@ async fn exit_runs(
     now: u64,
 ) -> Result<Vec<i64>, StoreError> {
     let rows = sqlx::query(
-        "UPDATE runs SET status = 'exited', exit_reason = ?1, ended_at = ?2, updated_at = ?2,
+        "UPDATE runs SET status = 'exited', exit_reason = $1, ended_at = $2, updated_at = $2,
              wait_event = NULL, due_at = NULL, pending_wake = NULL, lease_owner = NULL, lease_until = NULL
-         WHERE status IN ('active', 'waiting') AND tenant_id = ?5 AND (?3 IS NULL OR journey_id = ?3)
-             AND (?4 IS NULL OR user_id = ?4)
+         WHERE status IN ('active', 'waiting') AND tenant_id = $5 AND ($3 IS NULL OR journey_id = $3)
+             AND ($4 IS NULL OR user_id = $4)
          RETURNING id",
     )
     .bind(reason)
@@ -428,4 +440,23 @@ async fn exit_runs(
     .fetch_all(&mut **tx)
     .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// JSON merge patch (RFC 7396): objects merge recursively, `null` removes a key.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    let object = target.as_object_mut().expect("made an object above");
+    for (key, value) in patch {
+        if value.is_null() {
+            object.remove(key);
+        } else {
+            merge_patch(object.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
 }

@@ -7,11 +7,11 @@
 //! newer attempt's outcome.
 
 use super::StoreError;
-use super::sqlite::Store;
+use super::db::Store;
 use crate::clock::Millis;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 /// An outbox row.
 #[derive(Debug, Clone, Serialize)]
@@ -94,7 +94,7 @@ pub struct Interrupted {
 const COLUMNS: &str = "id, key, run_id, step, user_id, channel, recipient, template, props, category, status, \
      not_before, attempts, provider, provider_id, delivered_to, last_error, created_at, sent_at";
 
-fn outbox_row(r: &SqliteRow) -> Result<OutboxRow, StoreError> {
+fn outbox_row(r: &AnyRow) -> Result<OutboxRow, StoreError> {
     Ok(OutboxRow {
         id: r.get("id"),
         key: r.get("key"),
@@ -129,15 +129,15 @@ impl Store {
         filter: &OutboxFilter,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM outbox WHERE tenant_id = ?1 AND (?2 IS NULL OR run_id = ?2)
-             AND (?3 IS NULL OR user_id = ?3) AND (?4 IS NULL OR status = ?4) ORDER BY id LIMIT ?5"
+            "SELECT {COLUMNS} FROM outbox WHERE tenant_id = $1 AND ($2 IS NULL OR run_id = $2)
+             AND ($3 IS NULL OR user_id = $3) AND ($4 IS NULL OR status = $4) ORDER BY id LIMIT $5"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant)
             .bind(filter.run_id)
             .bind(&filter.user_id)
             .bind(&filter.status)
-            .bind(filter.limit.unwrap_or(1000).min(1000))
+            .bind(i64::from(filter.limit.unwrap_or(1000).min(1000)))
             .fetch_all(self.pool())
             .await?;
         rows.iter().map(outbox_row).collect()
@@ -152,7 +152,7 @@ impl Store {
         tenant: &str,
         id: i64,
     ) -> Result<Option<OutboxRow>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM outbox WHERE tenant_id = ? AND id = ?");
+        let sql = format!("SELECT {COLUMNS} FROM outbox WHERE tenant_id = $1 AND id = $2");
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant)
             .bind(id)
@@ -177,16 +177,16 @@ impl Store {
     ) -> Result<Vec<Claimed>, StoreError> {
         let _writer = self.write_lock().await;
         let rows = sqlx::query(
-            "UPDATE outbox SET status = 'sending', lease_owner = ?1, lease_until = ?2,
-                 attempts = attempts + 1, updated_at = ?3
-             WHERE id IN (SELECT id FROM outbox WHERE status = 'queued' AND not_before <= ?3
-                          ORDER BY not_before, id LIMIT ?4)
+            "UPDATE outbox SET status = 'sending', lease_owner = $1, lease_until = $2,
+                 attempts = attempts + 1, updated_at = $3
+             WHERE id IN (SELECT id FROM outbox WHERE status = 'queued' AND not_before <= $3
+                          ORDER BY not_before, id LIMIT $4)
              RETURNING id, tenant_id, key, user_id, channel, recipient, template, props, category, attempts",
         )
         .bind(owner)
         .bind(lease_until as i64)
         .bind(now as i64)
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
         rows.iter()
@@ -254,10 +254,10 @@ impl Store {
                     }
                 };
             recorded += sqlx::query(
-                "UPDATE outbox SET status = ?1, not_before = COALESCE(?2, not_before),
-                     provider = COALESCE(?3, provider), provider_id = ?4, delivered_to = ?5,
-                     last_error = ?6, sent_at = ?7, lease_owner = NULL, lease_until = NULL, updated_at = ?8
-                 WHERE id = ?9 AND status = 'sending' AND lease_owner = ?10",
+                "UPDATE outbox SET status = $1, not_before = COALESCE($2, not_before),
+                     provider = COALESCE($3, provider), provider_id = $4, delivered_to = $5,
+                     last_error = $6, sent_at = $7, lease_owner = NULL, lease_until = NULL, updated_at = $8
+                 WHERE id = $9 AND status = 'sending' AND lease_owner = $10",
             )
             .bind(status)
             .bind(not_before.map(|t| t as i64))
@@ -291,10 +291,10 @@ impl Store {
     ) -> Result<Vec<Interrupted>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, tenant_id, channel FROM outbox WHERE status = 'sending'
-             AND (lease_until < ?1 OR (?2 AND lease_owner = ?3)) ORDER BY id LIMIT 1000",
+             AND (lease_until < $1 OR ($2 = 1 AND lease_owner = $3)) ORDER BY id LIMIT 1000",
         )
         .bind(lease_now as i64)
-        .bind(startup)
+        .bind(i64::from(startup))
         .bind(owner)
         .fetch_all(self.pool())
         .await?;
@@ -323,11 +323,11 @@ impl Store {
     ) -> Result<(), StoreError> {
         let _writer = self.write_lock().await;
         sqlx::query(
-            "UPDATE outbox SET status = CASE WHEN ?1 THEN 'queued' ELSE 'dead' END, last_error = ?2,
-                 lease_owner = NULL, lease_until = NULL, updated_at = ?3
-             WHERE id = ?4 AND status = 'sending'",
+            "UPDATE outbox SET status = CASE WHEN $1 = 1 THEN 'queued' ELSE 'dead' END, last_error = $2,
+                 lease_owner = NULL, lease_until = NULL, updated_at = $3
+             WHERE id = $4 AND status = 'sending'",
         )
-        .bind(redeliver)
+        .bind(i64::from(redeliver))
         .bind(error)
         .bind(now as i64)
         .bind(id)
@@ -349,8 +349,8 @@ impl Store {
         {
             let _writer = self.write_lock().await;
             let updated = sqlx::query(
-                "UPDATE outbox SET status = 'queued', not_before = 0, attempts = 0, updated_at = ?
-                 WHERE tenant_id = ? AND id = ? AND status = 'dead'",
+                "UPDATE outbox SET status = 'queued', not_before = 0, attempts = 0, updated_at = $1
+                 WHERE tenant_id = $2 AND id = $3 AND status = 'dead'",
             )
             .bind(now as i64)
             .bind(tenant)

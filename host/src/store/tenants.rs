@@ -2,7 +2,7 @@
 //! once when it is created; the database keeps only its sha-256.
 
 use super::StoreError;
-use super::sqlite::Store;
+use super::db::Store;
 use crate::durable::Limits;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -51,8 +51,8 @@ impl Store {
         }
         let _writer = self.write_lock().await;
         sqlx::query(
-            "INSERT INTO tenants (id, name, limits, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(id) DO UPDATE SET name = ?2, limits = ?3",
+            "INSERT INTO tenants (id, name, limits, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT(id) DO UPDATE SET name = $2, limits = $3",
         )
         .bind(id)
         .bind(name)
@@ -93,7 +93,7 @@ impl Store {
     /// # Errors
     /// A database failure or limits that no longer parse.
     pub async fn tenant_limits(&self, tenant: &str) -> Result<Option<Limits>, StoreError> {
-        let limits: Option<String> = sqlx::query_scalar("SELECT limits FROM tenants WHERE id = ?")
+        let limits: Option<String> = sqlx::query_scalar("SELECT limits FROM tenants WHERE id = $1")
             .bind(tenant)
             .fetch_optional(self.pool())
             .await?;
@@ -118,7 +118,7 @@ impl Store {
         let _writer = self.write_lock().await;
         let inserted = sqlx::query(
             "INSERT INTO api_keys (hash, tenant_id, label, created_at)
-             SELECT ?1, id, ?2, ?3 FROM tenants WHERE id = ?4",
+             SELECT $1, id, $2, $3 FROM tenants WHERE id = $4",
         )
         .bind(key_hash(&key))
         .bind(label)
@@ -145,7 +145,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let _writer = self.write_lock().await;
         Ok(sqlx::query(
-            "UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND label = ? AND revoked_at IS NULL",
+            "UPDATE api_keys SET revoked_at = $1 WHERE tenant_id = $2 AND label = $3 AND revoked_at IS NULL",
         )
         .bind(now as i64)
         .bind(tenant)
@@ -161,7 +161,7 @@ impl Store {
     /// A database failure.
     pub async fn tenant_for_key(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT tenant_id FROM api_keys WHERE hash = ? AND revoked_at IS NULL",
+            "SELECT tenant_id FROM api_keys WHERE hash = $1 AND revoked_at IS NULL",
         )
         .bind(key_hash(key))
         .fetch_optional(self.pool())
@@ -174,9 +174,12 @@ impl Store {
     /// A database failure.
     pub async fn api_keys_exist(&self) -> Result<bool, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL)")
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1) AS live",
+            )
                 .fetch_one(self.pool())
-                .await?,
+                .await?
+                > 0,
         )
     }
 }

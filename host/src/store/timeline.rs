@@ -2,7 +2,7 @@
 //! it entered, then per step what woke it, what it did and how it ended.
 
 use super::StoreError;
-use super::sqlite::Store;
+use super::db::Store;
 use super::types::TimelineEntry;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -24,7 +24,7 @@ impl Store {
         }];
         let rows = sqlx::query(
             "SELECT step, at, woken_by, event_id, effects, outcome, committed_at FROM steps
-             WHERE run_id = ? ORDER BY step",
+             WHERE run_id = $1 ORDER BY step",
         )
         .bind(run_id)
         .fetch_all(self.pool())

@@ -2,7 +2,7 @@
 //! an old one drained, rolling back, and retiring what nothing uses.
 
 use super::StoreError;
-use super::sqlite::Store;
+use super::db::Store;
 use sqlx::Row;
 
 /// One version of a journey, for operators.
@@ -51,18 +51,19 @@ impl Store {
         journey: &str,
     ) -> Result<Vec<VersionRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT v.hash, v.deployed_at, v.activated_at, v.retired_at, j.active_version = v.hash AS active,
-                    COALESCE(SUM(r.status = 'active'), 0) AS active_runs,
-                    COALESCE(SUM(r.status = 'waiting'), 0) AS waiting,
-                    COALESCE(SUM(r.status = 'completed'), 0) AS completed,
-                    COALESCE(SUM(r.status = 'failed'), 0) AS failed,
-                    COALESCE(SUM(r.status = 'exited'), 0) AS exited,
+            "SELECT v.hash, v.deployed_at, v.activated_at, v.retired_at, CASE WHEN j.active_version = v.hash THEN 1 ELSE 0 END AS active,
+                    COUNT(r.id) FILTER (WHERE r.status = 'active') AS active_runs,
+                    COUNT(r.id) FILTER (WHERE r.status = 'waiting') AS waiting,
+                    COUNT(r.id) FILTER (WHERE r.status = 'completed') AS completed,
+                    COUNT(r.id) FILTER (WHERE r.status = 'failed') AS failed,
+                    COUNT(r.id) FILTER (WHERE r.status = 'exited') AS exited,
                     MAX(r.ended_at) AS last_ended, v.deactivated_at
              FROM journey_versions v
              JOIN journeys j ON j.tenant_id = v.tenant_id AND j.id = v.journey_id
              LEFT JOIN runs r ON r.tenant_id = v.tenant_id AND r.version = v.hash
-             WHERE v.tenant_id = ? AND v.journey_id = ?
-             GROUP BY v.hash ORDER BY active DESC, v.activated_at DESC, v.rowid DESC",
+             WHERE v.tenant_id = $1 AND v.journey_id = $2
+             GROUP BY v.tenant_id, v.hash, j.active_version
+             ORDER BY active DESC, v.activated_at DESC, v.deployed_at DESC, v.hash",
         )
         .bind(tenant)
         .bind(journey)
@@ -81,7 +82,7 @@ impl Store {
                     failed: r.get("failed"),
                     exited: r.get("exited"),
                 };
-                let active: bool = r.get("active");
+                let active = r.get::<i64, _>("active") != 0;
                 let replaced_at: Option<i64> = r.get("deactivated_at");
                 let last_ended: Option<i64> = r.get("last_ended");
                 let drained_at = match (active, runs.live(), replaced_at) {
@@ -117,8 +118,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         let found = sqlx::query(
-            "UPDATE journey_versions SET activated_at = ?1, deactivated_at = NULL
-             WHERE tenant_id = ?2 AND journey_id = ?3 AND hash = ?4 AND retired_at IS NULL",
+            "UPDATE journey_versions SET activated_at = $1, deactivated_at = NULL
+             WHERE tenant_id = $2 AND journey_id = $3 AND hash = $4 AND retired_at IS NULL",
         )
         .bind(now as i64)
         .bind(tenant)
@@ -133,9 +134,9 @@ impl Store {
                 version: version.to_string(),
             });
         }
-        super::sqlite::deactivate_previous(&mut tx, tenant, journey, version, now).await?;
+        super::db::deactivate_previous(&mut tx, tenant, journey, version, now).await?;
         sqlx::query(
-            "UPDATE journeys SET active_version = ?1, updated_at = ?2 WHERE tenant_id = ?3 AND id = ?4",
+            "UPDATE journeys SET active_version = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4",
         )
         .bind(version)
         .bind(now as i64)
@@ -163,11 +164,11 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
-            "SELECT j.active_version = v.hash AS active,
+            "SELECT CASE WHEN j.active_version = v.hash THEN 1 ELSE 0 END AS active,
                     (SELECT COUNT(*) FROM runs r WHERE r.tenant_id = v.tenant_id AND r.version = v.hash
                      AND r.status IN ('active', 'waiting')) AS live
              FROM journey_versions v JOIN journeys j ON j.tenant_id = v.tenant_id AND j.id = v.journey_id
-             WHERE v.tenant_id = ? AND v.journey_id = ? AND v.hash = ?",
+             WHERE v.tenant_id = $1 AND v.journey_id = $2 AND v.hash = $3",
         )
         .bind(tenant)
         .bind(journey)
@@ -178,7 +179,7 @@ impl Store {
             journey: journey.to_string(),
             version: version.to_string(),
         })?;
-        let (active, live): (bool, i64) = (row.get("active"), row.get("live"));
+        let (active, live): (bool, i64) = (row.get::<i64, _>("active") != 0, row.get("live"));
         if active || live > 0 {
             return Err(StoreError::VersionInUse {
                 journey: journey.to_string(),
@@ -191,8 +192,8 @@ impl Store {
             });
         }
         sqlx::query(
-            "UPDATE journey_versions SET retired_at = ?1, component = X''
-             WHERE tenant_id = ?2 AND hash = ?3 AND retired_at IS NULL",
+            "UPDATE journey_versions SET retired_at = $1, component = X''
+             WHERE tenant_id = $2 AND hash = $3 AND retired_at IS NULL",
         )
         .bind(now as i64)
         .bind(tenant)

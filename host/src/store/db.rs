@@ -1,24 +1,59 @@
-//! The SQLite backend: one file in WAL mode, sqlx migrations from
-//! `migrations/sqlite`.
+//! The database: SQLite (one file in WAL mode, the embedded default) or
+//! Postgres, through sqlx's `Any` driver, with one set of SQL written for
+//! both (`$N` placeholders, standard SQL; the few statements that differ
+//! branch on [`Backend`]). Migrations come from `migrations/sqlite` or
+//! `migrations/postgres`.
 
 use super::StoreError;
 use super::types::*;
 use serde_json::Value;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::any::{AnyPoolOptions, AnyRow};
 // Only the fixed RUN_COLUMNS list is formatted into SQL; values are bound.
-use sqlx::{AssertSqlSafe, Row, SqlitePool};
-use std::str::FromStr;
+use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 use std::sync::Arc;
 use std::time::Duration;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Which database a store is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a URL names.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] for any other URL.
+    pub fn of(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::Invalid(format!(
+                "unsupported database URL {:?}: use sqlite://FILE or postgres://USER@HOST/DB",
+                url.split('@').next_back().unwrap_or(url)
+            )))
+        }
+    }
+
+    fn migrator(self) -> &'static sqlx::migrate::Migrator {
+        match self {
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+            Backend::Postgres => &POSTGRES_MIGRATOR,
+        }
+    }
+}
 
 /// The database, shared by the API, the scheduler and the CLI.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
     /// Serializes this process's writers; see [`WriteTx`].
     write_lock: Arc<tokio::sync::Mutex<()>>,
 }
@@ -26,52 +61,83 @@ pub struct Store {
 pub(super) const RUN_COLUMNS: &str = "id, tenant_id, journey_id, version, user_id, input, status, step, checkpoint, \
      wait, due_at, pending_wake, failure, exit_reason, seed, started_at, ceiling_at, updated_at, ended_at";
 
+/// Per-connection SQLite settings. `synchronous = NORMAL` in WAL mode: a
+/// commit is durable against a crash of the process (not of the machine)
+/// without an fsync. Checkpoints run in the background (see
+/// `checkpoint_wal`), not inline in whichever commit crosses 1,000 WAL
+/// pages; after a burst, a rewound log is cut back to 64 MiB.
+const SQLITE_SETTINGS: &str = "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
+     PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;";
+
+/// Connections per host to Postgres (`CAIRN_DB_POOL` overrides).
+const POSTGRES_POOL: u32 = 16;
+
 impl Store {
-    /// Opens (creating if needed) and migrates the database at `url`
-    /// (`sqlite://path/to/cairn.db` or `sqlite::memory:`).
+    /// Opens (creating if needed) and migrates the database at `url`:
+    /// `sqlite://path/to/cairn.db`, `sqlite::memory:` or `postgres://...`.
     ///
     /// # Errors
-    /// The file cannot be opened or migrated.
+    /// The database cannot be reached or migrated, or a newer cairn migrated it.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of(url)?;
         let memory = url.contains(":memory:");
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(if memory {
-                SqliteJournalMode::Memory
-            } else {
-                SqliteJournalMode::Wal
-            })
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
-            // Checkpoints run in the background (see `checkpoint_wal`), not
-            // inline in whichever commit crosses 1,000 WAL pages.
-            .pragma("wal_autocheckpoint", if memory { "1000" } else { "0" })
-            // After a burst, a rewound log is cut back to 64 MiB.
-            .pragma("journal_size_limit", "67108864");
-        let pool = SqlitePoolOptions::new()
-            // An in-memory database lives in one connection.
-            .max_connections(if memory { 1 } else { 8 })
-            .min_connections(if memory { 1 } else { 0 })
-            .idle_timeout(if memory {
-                None
-            } else {
-                Some(Duration::from_secs(600))
-            })
-            .max_lifetime(if memory {
-                None
-            } else {
-                Some(Duration::from_secs(3600))
-            })
-            .connect_with(options)
-            .await?;
-        refuse_newer_schema(&pool).await?;
-        MIGRATOR.run(&pool).await?;
+        let pool = match backend {
+            Backend::Sqlite => {
+                let url = if memory || url.contains("mode=") {
+                    url.to_string()
+                } else if url.contains('?') {
+                    format!("{url}&mode=rwc")
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                let pool = AnyPoolOptions::new()
+                    // An in-memory database lives in one connection.
+                    .max_connections(if memory { 1 } else { 8 })
+                    .min_connections(if memory { 1 } else { 0 })
+                    .idle_timeout((!memory).then_some(Duration::from_secs(600)))
+                    .max_lifetime((!memory).then_some(Duration::from_secs(3600)))
+                    .after_connect(move |conn, _| {
+                        Box::pin(async move {
+                            conn.execute(SQLITE_SETTINGS).await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?;
+                if !memory {
+                    sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+                }
+                pool
+            }
+            Backend::Postgres => {
+                let size = std::env::var("CAIRN_DB_POOL")
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(POSTGRES_POOL);
+                AnyPoolOptions::new()
+                    .max_connections(size)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+                    .await?
+            }
+        };
+        refuse_newer_schema(&pool, backend).await?;
+        backend.migrator().run(&pool).await?;
         let write_lock: Arc<tokio::sync::Mutex<()>> = Default::default();
-        if !memory {
+        if backend == Backend::Sqlite && !memory {
             tokio::spawn(checkpoint_wal(pool.clone(), write_lock.clone()));
         }
-        Ok(Store { pool, write_lock })
+        Ok(Store {
+            pool,
+            backend,
+            write_lock,
+        })
+    }
+
+    /// Which database this store is on.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Registers a version (idempotent by hash) and makes it the journey's
@@ -90,7 +156,7 @@ impl Store {
         deactivate_previous(&mut tx, tenant, &version.meta.id, version.hash, now).await?;
         sqlx::query(
             "INSERT INTO journeys (tenant_id, id, name, active_version, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+             VALUES ($1, $2, $3, $4, $5, $5)
              ON CONFLICT(tenant_id, id) DO UPDATE SET name = excluded.name,
                  active_version = excluded.active_version, updated_at = excluded.updated_at",
         )
@@ -103,10 +169,10 @@ impl Store {
         .await?;
         let inserted = sqlx::query(
             "INSERT INTO journey_versions (tenant_id, hash, journey_id, meta, component, deployed_at, activated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)
              ON CONFLICT(tenant_id, hash) DO UPDATE SET activated_at = excluded.activated_at,
                  deactivated_at = NULL, component = excluded.component, retired_at = NULL
-             RETURNING deployed_at = activated_at",
+             RETURNING CASE WHEN deployed_at = activated_at THEN 1 ELSE 0 END",
         )
         .bind(tenant)
         .bind(version.hash)
@@ -116,7 +182,8 @@ impl Store {
         .bind(now as i64)
         .fetch_one(&mut *tx)
         .await?
-        .get::<bool, _>(0);
+        .get::<i64, _>(0)
+            != 0;
         tx.commit().await?;
         Ok(inserted)
     }
@@ -131,7 +198,7 @@ impl Store {
         hash: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT component FROM journey_versions WHERE tenant_id = ? AND hash = ?",
+            "SELECT component FROM journey_versions WHERE tenant_id = $1 AND hash = $2",
         )
         .bind(tenant)
         .bind(hash)
@@ -148,7 +215,7 @@ impl Store {
             "SELECT j.id, j.name, j.active_version, v.meta,
                     (SELECT COUNT(*) FROM runs r WHERE r.tenant_id = j.tenant_id AND r.journey_id = j.id) AS runs
              FROM journeys j JOIN journey_versions v ON v.tenant_id = j.tenant_id AND v.hash = j.active_version
-             WHERE j.tenant_id = ? ORDER BY j.id",
+             WHERE j.tenant_id = $1 ORDER BY j.id",
         )
         .bind(tenant)
         .fetch_all(&self.pool)
@@ -184,7 +251,7 @@ impl Store {
                     tenant_id: r.get("tenant_id"),
                     id: r.get("id"),
                     version: r.get("active_version"),
-                    enabled: r.get("enabled"),
+                    enabled: r.get::<i64, _>("enabled") != 0,
                     meta: serde_json::from_str(r.get("meta"))
                         .map_err(StoreError::corrupt("journey meta"))?,
                 })
@@ -201,7 +268,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT j.active_version, v.meta FROM journeys j
              JOIN journey_versions v ON v.tenant_id = j.tenant_id AND v.hash = j.active_version
-             WHERE j.tenant_id = ? AND j.id = ?",
+             WHERE j.tenant_id = $1 AND j.id = $2",
         )
         .bind(tenant)
         .bind(journey_id)
@@ -260,7 +327,7 @@ impl Store {
     /// A database failure or a corrupt row.
     pub async fn run(&self, id: i64) -> Result<Option<RunRow>, StoreError> {
         sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"
         )))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -275,14 +342,14 @@ impl Store {
     /// A database failure or a corrupt row.
     pub async fn runs(&self, tenant: &str, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = ?5 AND (?1 IS NULL OR user_id = ?1)
-             AND (?2 IS NULL OR journey_id = ?2) AND (?3 IS NULL OR status = ?3)
-             AND (?6 IS NULL OR version = ?6) ORDER BY id DESC LIMIT ?4"
+            "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $5 AND ($1 IS NULL OR user_id = $1)
+             AND ($2 IS NULL OR journey_id = $2) AND ($3 IS NULL OR status = $3)
+             AND ($6 IS NULL OR version = $6) ORDER BY id DESC LIMIT $4"
         )))
         .bind(&filter.user_id)
         .bind(&filter.journey)
         .bind(&filter.status)
-        .bind(filter.limit.unwrap_or(100).min(1000))
+        .bind(i64::from(filter.limit.unwrap_or(100).min(1000)))
         .bind(tenant)
         .bind(&filter.version)
         .fetch_all(&self.pool)
@@ -309,7 +376,10 @@ impl Store {
     /// committed in between, which waiting cannot fix.
     pub(super) async fn write_tx(&self) -> Result<WriteTx, StoreError> {
         let lock = self.write_lock.clone().lock_owned().await;
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
         Ok(WriteTx { tx, _lock: lock })
     }
 
@@ -319,25 +389,30 @@ impl Store {
     }
 
     /// The raw pool, for tests that inspect tables directly.
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 }
 
-/// The newest schema version this binary knows.
+/// The newest schema version this binary knows (both backends have the same).
 pub fn schema_version() -> i64 {
-    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+    SQLITE_MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
 /// Refuses a database that a newer cairn migrated: this binary's queries may
 /// not fit its schema, and writing to it could damage it.
-async fn refuse_newer_schema(pool: &SqlitePool) -> Result<(), StoreError> {
-    let migrated: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
-    )
-    .fetch_one(pool)
-    .await?;
-    if !migrated {
+async fn refuse_newer_schema(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
+    let exists = match backend {
+        Backend::Sqlite => {
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+        }
+        Backend::Postgres => {
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = '_sqlx_migrations' \
+             AND table_schema = current_schema()"
+        }
+    };
+    let migrated: i64 = sqlx::query_scalar(exists).fetch_one(pool).await?;
+    if migrated == 0 {
         return Ok(());
     }
     let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
@@ -364,7 +439,7 @@ async fn refuse_newer_schema(pool: &SqlitePool) -> Result<(), StoreError> {
 /// runs while holding this process's write lock: it copies only the frames
 /// that arrived meanwhile, and the next writer rewinds the log to its start.
 /// Ends when the pool closes.
-async fn checkpoint_wal(pool: SqlitePool, write_lock: Arc<tokio::sync::Mutex<()>>) {
+async fn checkpoint_wal(pool: AnyPool, write_lock: Arc<tokio::sync::Mutex<()>>) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !pool.is_closed() {
@@ -383,7 +458,7 @@ async fn checkpoint_wal(pool: SqlitePool, write_lock: Arc<tokio::sync::Mutex<()>
     }
 }
 
-async fn checkpoint(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+async fn checkpoint(pool: &AnyPool) -> Result<(), sqlx::Error> {
     sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
         .execute(pool)
         .await
@@ -399,7 +474,7 @@ async fn checkpoint(pool: &SqlitePool) -> Result<(), sqlx::Error> {
 /// the moment the holder commits; SQLite then never sees a busy lock. (One
 /// process writes a SQLite file; several hosts share Postgres instead.)
 pub(super) struct WriteTx {
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: sqlx::Transaction<'static, sqlx::Any>,
     _lock: tokio::sync::OwnedMutexGuard<()>,
 }
 
@@ -410,7 +485,7 @@ impl WriteTx {
 }
 
 impl std::ops::Deref for WriteTx {
-    type Target = sqlx::SqliteConnection;
+    type Target = sqlx::AnyConnection;
     fn deref(&self) -> &Self::Target {
         &self.tx
     }
@@ -435,11 +510,11 @@ pub(super) async fn deliver_event(
     lease: Option<&Lease>,
 ) -> Result<Option<DueRun>, StoreError> {
     let row = sqlx::query(AssertSqlSafe(format!(
-        "UPDATE runs SET pending_wake = ?1, due_at = ?2, updated_at = ?2, lease_owner = ?3, lease_until = ?4,
-             claim_watermark = CASE WHEN ?3 IS NULL THEN claim_watermark
+        "UPDATE runs SET pending_wake = $1, due_at = $2, updated_at = $2, lease_owner = $3, lease_until = $4,
+             claim_watermark = CASE WHEN $3 IS NULL THEN claim_watermark
                                     ELSE (SELECT COALESCE(MAX(id), 0) FROM events) END
-         WHERE id = ?5 AND status = 'waiting' AND step = ?6 AND pending_wake IS NULL AND due_at > ?2
-           AND (?7 IS NULL OR lease_until IS NULL OR lease_until < ?7)
+         WHERE id = $5 AND status = 'waiting' AND step = $6 AND pending_wake IS NULL AND due_at > $2
+           AND ($7 IS NULL OR lease_until IS NULL OR lease_until < $7)
          RETURNING {RUN_COLUMNS}, snapshot, claim_watermark"
     )))
     .bind(serde_json::to_string(event).expect("event serializes"))
@@ -461,7 +536,7 @@ pub(super) async fn deliver_event(
     .transpose()
 }
 
-pub(super) fn run_row(r: &SqliteRow) -> Result<RunRow, StoreError> {
+pub(super) fn run_row(r: &AnyRow) -> Result<RunRow, StoreError> {
     let status: String = r.get("status");
     let wait: Option<String> = r.get("wait");
     let pending: Option<String> = r.get("pending_wake");
@@ -519,7 +594,7 @@ pub(super) async fn insert_run(
     let seed = getrandom::u64().map_err(|e| StoreError::NoRandomness(e.to_string()))?;
     let row = sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO runs (tenant_id, journey_id, version, user_id, input, status, step, due_at, seed,
-         started_at, ceiling_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'active', 0, ?6, ?7, ?6, ?8, ?6)
+         started_at, ceiling_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'active', 0, $6, $7, $6, $8, $6)
          ON CONFLICT DO NOTHING RETURNING {RUN_COLUMNS}"
     )))
     .bind(run.tenant)
@@ -545,9 +620,9 @@ pub(super) async fn deactivate_previous(
     now: u64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE journey_versions SET deactivated_at = ?1
-         WHERE tenant_id = ?2 AND journey_id = ?3 AND hash != ?4
-           AND hash = (SELECT active_version FROM journeys WHERE tenant_id = ?2 AND id = ?3)",
+        "UPDATE journey_versions SET deactivated_at = $1
+         WHERE tenant_id = $2 AND journey_id = $3 AND hash != $4
+           AND hash = (SELECT active_version FROM journeys WHERE tenant_id = $2 AND id = $3)",
     )
     .bind(now as i64)
     .bind(tenant)
@@ -565,7 +640,7 @@ pub(super) async fn user_deleted(
     user_id: &str,
 ) -> Result<bool, StoreError> {
     let deleted: Option<Option<i64>> =
-        sqlx::query_scalar("SELECT deleted_at FROM contacts WHERE tenant_id = ? AND user_id = ?")
+        sqlx::query_scalar("SELECT deleted_at FROM contacts WHERE tenant_id = $1 AND user_id = $2")
             .bind(tenant)
             .bind(user_id)
             .fetch_optional(&mut **tx)
