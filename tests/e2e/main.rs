@@ -2,6 +2,7 @@
 //! a real SQLite file, the real `cairn` binary.
 
 mod api;
+mod backends;
 mod ceiling;
 mod cli;
 mod delivery;

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: where the journeys built from
 //! source are, and how to start the host binary.
 
+pub mod postgres;
 pub mod sinks;
 
 use std::path::{Path, PathBuf};
@@ -37,7 +38,7 @@ use cairn::engine::{Engine, EngineConfig};
 use cairn::ingest::{EventOutcome, IncomingEvent};
 use cairn::runtime::Runtime;
 use cairn::scheduler::Scheduler;
-use cairn::store::{DEFAULT_TENANT, RunRow, Store};
+use cairn::store::{Backend, DEFAULT_TENANT, RunRow, Store};
 use std::sync::Arc;
 
 /// The templates the sample and test journeys send: register them for a
@@ -66,7 +67,17 @@ pub struct Host {
 
 impl Host {
     pub async fn new() -> Host {
+        Host::on(Backend::Sqlite).await
+    }
+
+    /// A host on a fresh database of `backend` (Postgres: a new database on
+    /// the tests' throwaway cluster).
+    pub async fn on(backend: Backend) -> Host {
         let dir = tempfile::tempdir().unwrap();
+        let url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("cairn.db").display()),
+            Backend::Postgres => postgres::database().await,
+        };
         let clock = ManualClock::new(T0);
         let engine = Engine::new(EngineConfig {
             max_instances: 32,
@@ -74,7 +85,6 @@ impl Host {
             ..EngineConfig::default()
         })
         .unwrap();
-        let url = format!("sqlite://{}", dir.path().join("cairn.db").display());
         let store = Store::open(&url).await.unwrap();
         let runtime = Runtime::new(engine, store, clock.clone());
         for dir in template_dirs() {
@@ -196,12 +206,11 @@ impl NowMs for ManualClock {
 }
 
 /// Where a server's log goes: `<db>.log`, appended across restarts.
-fn log_file(db: &std::path::Path) -> std::process::Stdio {
-    let path = db.with_extension("log");
+fn log_file(path: &std::path::Path) -> std::process::Stdio {
     match std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&path)
+        .open(path)
     {
         Ok(file) => file.into(),
         Err(_) => std::process::Stdio::null(),
@@ -245,6 +254,29 @@ impl Server {
         cache: &std::path::Path,
         extra: &[&str],
     ) -> Server {
+        let url = format!("sqlite://{}", db.display());
+        Server::launch(binary, &url, &db.with_extension("log"), cache, extra)
+    }
+
+    /// `cairn serve --virtual-clock` on the database at `url` (e.g. Postgres),
+    /// logging into `dir`.
+    pub fn start_on(binary: &str, url: &str, dir: &std::path::Path, extra: &[&str]) -> Server {
+        Server::launch(
+            binary,
+            url,
+            &dir.join("cairn.log"),
+            &dir.join("cache"),
+            extra,
+        )
+    }
+
+    fn launch(
+        binary: &str,
+        url: &str,
+        log: &std::path::Path,
+        cache: &std::path::Path,
+        extra: &[&str],
+    ) -> Server {
         use std::time::{Duration, Instant};
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -259,7 +291,7 @@ impl Server {
                 &format!("127.0.0.1:{port}"),
             ])
             .arg("--db")
-            .arg(format!("sqlite://{}", db.display()))
+            .arg(url)
             .arg("--cache-dir")
             .arg(cache)
             .args(
@@ -269,7 +301,7 @@ impl Server {
             )
             .args(extra)
             .stdout(std::process::Stdio::null())
-            .stderr(log_file(db))
+            .stderr(log_file(log))
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -3,11 +3,11 @@
 //! delivery settings, and the host secret that signs unsubscribe links.
 
 use super::StoreError;
+use super::db::Backend;
 use super::db::Store;
 use crate::clock::Millis;
 use crate::delivery::{DeliveryConfig, Facts, Parts, check_template};
 use serde::{Deserialize, Serialize};
-use super::db::Backend;
 use sqlx::{AssertSqlSafe, Row};
 
 /// A user's subscription state: everything, and per category.
@@ -110,13 +110,13 @@ impl Store {
                  ON c.tenant_id = $1 AND c.user_id = $2 AND c.deleted_at IS NULL"
         );
         let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(tenant)
-        .bind(user_id)
-        .bind(address)
-        .bind(since.map(|t| t as i64))
-        .bind(template)
-        .fetch_one(self.pool())
-        .await?;
+            .bind(tenant)
+            .bind(user_id)
+            .bind(address)
+            .bind(since.map(|t| t as i64))
+            .bind(template)
+            .fetch_one(self.pool())
+            .await?;
         let unsubscribed: Vec<String> = serde_json::from_str(row.get("unsubscribed"))
             .map_err(StoreError::corrupt("preferences"))?;
         let recent: Vec<(String, u32)> =
@@ -222,8 +222,9 @@ impl Store {
             "INSERT INTO suppressions (tenant_id, address, hard_bounces, soft_bounces, complaints, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT(tenant_id, address) DO UPDATE SET
-                 hard_bounces = hard_bounces + $3, soft_bounces = soft_bounces + $4,
-                 complaints = complaints + $5, updated_at = $6
+                 hard_bounces = suppressions.hard_bounces + $3,
+                 soft_bounces = suppressions.soft_bounces + $4,
+                 complaints = suppressions.complaints + $5, updated_at = $6
              RETURNING hard_bounces, complaints, suppressed_at",
         )
         .bind(tenant)

@@ -117,7 +117,7 @@ impl Store {
     /// A database failure.
     pub async fn latest_time(&self) -> Result<u64, StoreError> {
         let at: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(t) FROM (SELECT MAX(updated_at) AS t FROM runs UNION ALL SELECT MAX(received_at) FROM events)",
+            "SELECT MAX(t) FROM (SELECT MAX(updated_at) AS t FROM runs UNION ALL SELECT MAX(received_at) FROM events) AS latest",
         )
         .fetch_one(self.pool())
         .await?;

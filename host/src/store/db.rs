@@ -106,7 +106,9 @@ impl Store {
                     .connect(&url)
                     .await?;
                 if !memory {
-                    sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&pool)
+                        .await?;
                 }
                 pool
             }
@@ -380,7 +382,11 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        Ok(WriteTx { tx, _lock: lock })
+        Ok(WriteTx {
+            tx,
+            backend: self.backend,
+            _lock: lock,
+        })
     }
 
     /// Holds this process's write lock for a single write statement.
@@ -475,6 +481,7 @@ async fn checkpoint(pool: &AnyPool) -> Result<(), sqlx::Error> {
 /// process writes a SQLite file; several hosts share Postgres instead.)
 pub(super) struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
+    pub(super) backend: Backend,
     _lock: tokio::sync::OwnedMutexGuard<()>,
 }
 

@@ -63,7 +63,9 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let mut properties = match stored {
-            Some(text) => serde_json::from_str(&text).map_err(StoreError::corrupt("contacts.properties"))?,
+            Some(text) => {
+                serde_json::from_str(&text).map_err(StoreError::corrupt("contacts.properties"))?
+            }
             None => Value::Object(Default::default()),
         };
         if let Some(patch) = &contact.properties {
@@ -112,7 +114,7 @@ impl Store {
             "INSERT INTO contacts (tenant_id, user_id, properties, created_at, updated_at, deleted_at)
              VALUES ($3, $1, '{}', $2, $2, $2)
              ON CONFLICT(tenant_id, user_id) DO UPDATE SET email = NULL, timezone = NULL, properties = '{}',
-                 updated_at = $2, deleted_at = COALESCE(deleted_at, $2)",
+                 updated_at = $2, deleted_at = COALESCE(contacts.deleted_at, $2)",
         )
         .bind(user_id)
         .bind(now as i64)
@@ -391,7 +393,7 @@ async fn entry_refusal(
 ) -> Result<Option<SkipReason>, StoreError> {
     let row = sqlx::query(
         "SELECT COUNT(*) AS runs, MAX(started_at) AS last,
-                SUM(status IN ('active', 'waiting')) AS live
+                COUNT(*) FILTER (WHERE status IN ('active', 'waiting')) AS live
          FROM runs WHERE tenant_id = $1 AND journey_id = $2 AND user_id = $3",
     )
     .bind(tenant)

@@ -13,9 +13,9 @@
 mod audience;
 mod claim;
 mod commit;
+mod db;
 mod events;
 mod outbox;
-mod db;
 mod tenants;
 mod timeline;
 mod types;
@@ -23,8 +23,8 @@ mod versions;
 
 pub use audience::{Feedback, Preferences, Recipient, Suppression, TemplateRow, normalize_address};
 pub use claim::{Backlog, LEASE_MS};
-pub use outbox::{Claimed, Delivered, Interrupted, OutboxFilter, OutboxRow};
 pub use db::{Backend, Store, schema_version};
+pub use outbox::{Claimed, Delivered, Interrupted, OutboxFilter, OutboxRow};
 pub use tenants::{DEFAULT_TENANT, TenantRow};
 pub use types::*;
 pub use versions::{RunCounts, VersionRow};

@@ -192,12 +192,13 @@ impl Store {
             });
         }
         sqlx::query(
-            "UPDATE journey_versions SET retired_at = $1, component = X''
+            "UPDATE journey_versions SET retired_at = $1, component = $4
              WHERE tenant_id = $2 AND hash = $3 AND retired_at IS NULL",
         )
         .bind(now as i64)
         .bind(tenant)
         .bind(version)
+        .bind(Vec::<u8>::new())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -1,0 +1,312 @@
+//! The store suite on both backends: the same scenarios, through the real
+//! engine and runtime, on a SQLite file and on a Postgres database (a
+//! throwaway cluster the tests start on loopback).
+
+use cairn::delivery::DeliveryWorker;
+use cairn::ingest::Identify;
+use cairn::store::{Backend, DEFAULT_TENANT, Feedback, OutboxFilter, RunFilter, RunStatus};
+use cairn_tests::{DAY, Host, NowMs, T0, component};
+use serde_json::json;
+
+/// Runs a scenario on both backends, as two tests.
+macro_rules! on_both {
+    ($scenario:ident) => {
+        mod $scenario {
+            use super::*;
+
+            #[tokio::test]
+            async fn sqlite() {
+                super::$scenario(Host::on(Backend::Sqlite).await).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$scenario(Host::on(Backend::Postgres).await).await;
+            }
+        }
+    };
+}
+
+/// Sign-up, a day's sleep, an event wait resolved by a purchase: steps,
+/// snapshots, look-back, the outbox and the timeline.
+async fn a_journey_runs_to_the_end(host: Host) {
+    let journey = host.deploy("welcome_series").await;
+    let run = host.start(&journey, "ada", r#"{"name":"Ada"}"#).await;
+    assert_eq!(run.status, RunStatus::Waiting, "{:?}", run.failure);
+    host.advance(DAY).await;
+    let outcome = host
+        .event("ada", "purchased", json!({"item": "boots"}))
+        .await;
+    assert_eq!(outcome.resumed, vec![run.id]);
+    host.drain().await;
+    let done = host.run(run.id).await;
+    assert_eq!(done.status, RunStatus::Completed, "{:?}", done.failure);
+    let templates: Vec<String> = host
+        .outbox(run.id)
+        .await
+        .into_iter()
+        .map(|m| m.template)
+        .collect();
+    assert_eq!(templates, ["welcome", "tips", "thank-you"]);
+    let timeline = host.runtime.store.timeline(run.id).await.unwrap();
+    assert!(
+        timeline.iter().any(|e| e.kind == "completed"),
+        "{timeline:?}"
+    );
+    // A repeated event changes nothing.
+    let again = host.event("ada", "purchased", json!({})).await;
+    assert!(again.resumed.is_empty());
+}
+on_both!(a_journey_runs_to_the_end);
+
+/// Triggers, exit rules, idempotency keys, contacts (merge patch) and deletion.
+async fn events_and_contacts(host: Host) {
+    host.deploy("welcome_series").await;
+    let signed_up = host
+        .event_with_key("bo", "signed_up", json!({"name": "Bo"}), Some("k-1"))
+        .await;
+    assert_eq!(signed_up.enrolled.len(), 1);
+    let repeated = host
+        .event_with_key("bo", "signed_up", json!({"name": "Bo"}), Some("k-1"))
+        .await;
+    assert_eq!(
+        (repeated.stored, repeated.enrolled.clone()),
+        (false, signed_up.enrolled.clone())
+    );
+    let contact = |properties: serde_json::Value| Identify {
+        user_id: "bo".into(),
+        email: Some("bo@example.com".into()),
+        timezone: None,
+        properties: Some(properties),
+    };
+    host.runtime
+        .identify(
+            DEFAULT_TENANT,
+            contact(json!({"plan": {"tier": "pro", "seats": 3}})),
+        )
+        .await
+        .unwrap();
+    let merged = host
+        .runtime
+        .identify(
+            DEFAULT_TENANT,
+            contact(json!({"plan": {"seats": null}, "vip": true})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        merged["properties"],
+        json!({"plan": {"tier": "pro"}, "vip": true})
+    );
+    let exited = host.event("bo", "unsubscribed", json!({})).await;
+    assert_eq!(exited.exited, signed_up.enrolled);
+    let runs = host
+        .runtime
+        .store
+        .runs(
+            DEFAULT_TENANT,
+            &RunFilter {
+                user_id: Some("bo".into()),
+                ..RunFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(runs[0].status, RunStatus::Exited);
+    host.runtime
+        .store
+        .delete_contact(DEFAULT_TENANT, "bo", T0)
+        .await
+        .unwrap();
+    assert!(
+        host.runtime
+            .start_run(DEFAULT_TENANT, "welcome-series", "bo", "{}")
+            .await
+            .is_err()
+    );
+}
+on_both!(events_and_contacts);
+
+/// Versions, tenants and keys.
+async fn versions_and_tenants(host: Host) {
+    let store = &host.runtime.store;
+    let v1 = host
+        .runtime
+        .deploy(DEFAULT_TENANT, component("greeter_v1"))
+        .await
+        .unwrap();
+    let waiting = host.start("greeter", "ada", "{}").await;
+    let v2 = host
+        .runtime
+        .deploy(DEFAULT_TENANT, component("greeter_v2"))
+        .await
+        .unwrap();
+    let versions = store.versions(DEFAULT_TENANT, "greeter").await.unwrap();
+    assert_eq!(versions[0].version, v2.version);
+    assert!(versions[0].active && !versions[1].active);
+    assert!(
+        store
+            .retire(DEFAULT_TENANT, "greeter", &v1.version, T0)
+            .await
+            .is_err(),
+        "a run is on it"
+    );
+    host.advance(DAY).await;
+    assert_eq!(host.run(waiting.id).await.status, RunStatus::Completed);
+    store
+        .retire(DEFAULT_TENANT, "greeter", &v1.version, T0)
+        .await
+        .unwrap();
+
+    store
+        .upsert_tenant("acme", "Acme", r#"{"max_step_cpu_ms": 500}"#, T0)
+        .await
+        .unwrap();
+    let key = store.create_api_key("acme", "ci", T0).await.unwrap();
+    assert_eq!(
+        store.tenant_for_key(&key).await.unwrap().as_deref(),
+        Some("acme")
+    );
+    assert!(store.api_keys_exist().await.unwrap());
+    assert_eq!(store.revoke_api_keys("acme", "ci", T0).await.unwrap(), 1);
+    assert_eq!(store.tenant_for_key(&key).await.unwrap(), None);
+    assert_eq!(
+        store
+            .tenant_limits("acme")
+            .await
+            .unwrap()
+            .unwrap()
+            .max_step_cpu_ms,
+        500
+    );
+}
+on_both!(versions_and_tenants);
+
+/// The send policy's read, delivery, dead letters, feedback and the backlog.
+async fn delivery(host: Host) {
+    host.deploy("courier").await;
+    host.set_delivery(json!({"frequency_cap": {"count": 1, "window_ms": DAY}}))
+        .await;
+    let store = &host.runtime.store;
+    store
+        .set_preferences(DEFAULT_TENANT, "gone@example.com", Some(false), &[], T0)
+        .await
+        .unwrap();
+    store
+        .record_feedback(
+            DEFAULT_TENANT,
+            "angry@example.com",
+            Feedback::Complaint,
+            1,
+            T0,
+        )
+        .await
+        .unwrap();
+    let sends = json!({"sends": [
+        {"template": "welcome", "props": {"name": "A"}},
+        {"template": "welcome", "props": {"name": "A"}},
+    ]})
+    .to_string();
+    for user in ["ok@example.com", "gone@example.com", "angry@example.com"] {
+        host.start("courier", user, &sends).await;
+    }
+    let report = |user: &str| {
+        let user = user.to_string();
+        let host = &host;
+        async move {
+            let runs = host
+                .runtime
+                .store
+                .runs(
+                    DEFAULT_TENANT,
+                    &RunFilter {
+                        user_id: Some(user),
+                        ..RunFilter::default()
+                    },
+                )
+                .await
+                .unwrap();
+            runs[0].checkpoint.clone().unwrap()
+        }
+    };
+    assert_eq!(
+        report("ok@example.com").await,
+        r#"["queued","frequency-capped"]"#
+    );
+    assert_eq!(
+        report("gone@example.com").await,
+        r#"["unsubscribed","unsubscribed"]"#
+    );
+    assert_eq!(
+        report("angry@example.com").await,
+        r#"["suppressed","suppressed"]"#
+    );
+
+    let worker = DeliveryWorker::new(host.runtime.clone(), "http://cairn.test");
+    assert_eq!(worker.drain().await.unwrap(), 1);
+    let sent = store
+        .outbox(
+            DEFAULT_TENANT,
+            &OutboxFilter {
+                status: Some("sent".into()),
+                ..OutboxFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((sent.len(), sent[0].provider.as_deref()), (1, Some("log")));
+    let backlog = store
+        .backlog(host.clock.now_ms(), host.runtime.lease_now())
+        .await
+        .unwrap();
+    assert_eq!(
+        (backlog.outbox_due, backlog.outbox_dead, backlog.runs_due),
+        (0, 0, 0)
+    );
+    let secret = store.host_secret("unsubscribe-links").await.unwrap();
+    assert_eq!(
+        secret,
+        store.host_secret("unsubscribe-links").await.unwrap()
+    );
+}
+on_both!(delivery);
+
+/// `cairn serve --db postgres://...`: deploy, run, advance, deliver, health.
+#[tokio::test]
+async fn serve_runs_on_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = cairn_tests::postgres::database().await;
+    let server = cairn_tests::Server::start_on(
+        env!("CARGO_BIN_EXE_cairn-under-test"),
+        &url,
+        dir.path(),
+        &[],
+    );
+    let (status, _) = server
+        .post_bytes("/v1/journeys", component("welcome_series"))
+        .await;
+    assert_eq!(status, 201);
+    let (status, run) = server
+        .post(
+            "/v1/journeys/welcome-series/runs",
+            &json!({"user_id": "ada@example.com", "input": {"name": "Ada"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{run}");
+    let path = format!("/v1/runs/{}", run["id"]);
+    server.until(&path, |r| r["status"] == "waiting").await;
+    server
+        .post("/v1/clock/advance", &json!({"ms": 4 * DAY}))
+        .await;
+    server.until(&path, |r| r["status"] == "completed").await;
+    let outbox = server
+        .until(&format!("/v1/outbox?run_id={}", run["id"]), |o| {
+            o["messages"]
+                .as_array()
+                .is_some_and(|m| m.len() == 3 && m.iter().all(|m| m["status"] == "sent"))
+        })
+        .await;
+    assert_eq!(outbox["messages"][2]["template"], "reminder");
+    let health = server.get("/v1/health").await;
+    assert_eq!(health["database"]["reachable"], true, "{health}");
+}

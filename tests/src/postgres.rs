@@ -1,0 +1,174 @@
+//! A throwaway PostgreSQL cluster for the tests: `initdb` into a temporary
+//! directory, `postgres` listening on a loopback port, one fresh database
+//! per test. The server dies with the test process (PR_SET_PDEATHSIG), and
+//! runs as the `postgres` user when the tests run as root (initdb refuses
+//! root). The binaries come from PATH or `/usr/lib/postgresql/*/bin`
+//! (`.ci/run` installs Debian's `postgresql` package if they are missing).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+struct Cluster {
+    port: u16,
+    _dir: tempfile::TempDir,
+    _server: Mutex<Child>,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static DATABASES: AtomicU32 = AtomicU32::new(0);
+
+/// Where a PostgreSQL program lives.
+fn program(name: &str) -> PathBuf {
+    let on_path = Command::new(name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if on_path {
+        return PathBuf::from(name);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path().join("bin").join(name)))
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    versions.pop().filter(|p| p.exists()).unwrap_or_else(|| {
+        panic!("{name} not found: install PostgreSQL (Debian: apt-get install postgresql)")
+    })
+}
+
+/// The uid and gid of `postgres`, when we are root and must drop to it.
+fn run_as() -> Option<(u32, u32)> {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        return None;
+    }
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .expect("id");
+        assert!(
+            out.status.success(),
+            "running as root needs a postgres user"
+        );
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    Some((id("-u"), id("-g")))
+}
+
+fn command(program: &Path, user: Option<(u32, u32)>) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(program);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            if let Some((uid, gid)) = user
+                && (libc::setgid(gid) != 0 || libc::setuid(uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+fn start() -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let user = run_as();
+    let data = dir.path().join("data");
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+    }
+    let out = command(&program("initdb"), user)
+        .args([
+            "--auth=trust",
+            "--username=postgres",
+            "--no-sync",
+            "--encoding=UTF8",
+            "-D",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "initdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::fs::File::create(dir.path().join("postgres.log")).unwrap();
+    let server = command(&program("postgres"), user)
+        .arg("-D")
+        .arg(&data)
+        .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
+        .arg(dir.path())
+        // Throwaway data: durability buys nothing here.
+        .args([
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ])
+        .args(["-c", "max_connections=300"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "postgres did not start; see its log"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Cluster {
+        port,
+        _dir: dir,
+        _server: Mutex::new(server),
+    }
+}
+
+/// A new, empty database on the shared cluster; its URL.
+pub async fn database() -> String {
+    let cluster = CLUSTER.get_or_init(start);
+    let name = format!(
+        "cairn_{}_{}",
+        std::process::id(),
+        DATABASES.fetch_add(1, Ordering::SeqCst)
+    );
+    let admin = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);
+    // The server may still be starting up behind its open port.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match sqlx::postgres::PgPool::connect(&admin).await {
+            Ok(pool) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot reach the test cluster: {e}"),
+        }
+    }
+    format!("postgres://postgres@127.0.0.1:{}/{name}", cluster.port)
+}
