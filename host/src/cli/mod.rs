@@ -59,7 +59,7 @@ enum Command {
     /// Create or upgrade the database's schema, then exit. (`serve` does this
     /// too; both refuse a database a newer cairn migrated.)
     Migrate {
-        /// The database (`sqlite://FILE`).
+        /// The database: `sqlite://FILE` or `postgres://USER@HOST/DB`.
         #[arg(long, env = "CAIRN_DB", default_value = "sqlite://cairn.db")]
         db: String,
     },

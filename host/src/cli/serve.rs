@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub(super) struct ServeArgs {
-    /// The database (`sqlite://FILE`).
+    /// The database: `sqlite://FILE` or `postgres://USER@HOST/DB`.
     #[arg(long, env = "CAIRN_DB", default_value = "sqlite://cairn.db")]
     db: String,
     /// Address to listen on.
@@ -55,7 +55,7 @@ pub(super) struct ServeArgs {
 pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = Store::open(&args.db)
         .await
-        .with_context(|| format!("opening {}", args.db))?;
+        .with_context(|| format!("opening {}", redact(&args.db)))?;
     // Key-free access is for a developer's own machine only.
     let access = if args.listen.ip().is_loopback() {
         Access::open_until_keys_exist()
@@ -114,7 +114,7 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         "cairn listening on http://{} (db {}, {} clock)",
         listener.local_addr()?,
-        args.db,
+        redact(&args.db),
         if virtual_clock.is_some() {
             "virtual"
         } else {
@@ -153,6 +153,20 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.store.release_leases(runtime.host_id()).await?;
     tracing::info!("cairn stopped");
     Ok(())
+}
+
+/// A database URL without its password, for logs and errors.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 async fn shutdown_signal() {

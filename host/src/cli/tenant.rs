@@ -9,7 +9,7 @@ use anyhow::Context;
 pub(super) struct TenantArgs {
     #[command(subcommand)]
     command: TenantCommand,
-    /// The database (`sqlite://FILE`).
+    /// The database: `sqlite://FILE` or `postgres://USER@HOST/DB`.
     #[arg(
         long,
         env = "CAIRN_DB",
@@ -48,7 +48,7 @@ enum TenantCommand {
 pub(super) struct KeyArgs {
     #[command(subcommand)]
     command: KeyCommand,
-    /// The database (`sqlite://FILE`).
+    /// The database: `sqlite://FILE` or `postgres://USER@HOST/DB`.
     #[arg(
         long,
         env = "CAIRN_DB",

@@ -7,8 +7,8 @@
 //! commit in one transaction, so a step happened completely or not at all,
 //! and a terminal run is never made active again.
 //!
-//! SQLite (WAL, one file) is the embedded backend; Postgres comes later
-//! behind the same methods.
+//! SQLite (WAL, one file) is the embedded backend; Postgres runs the same
+//! methods and the same SQL (see [`db`] for how one text serves both).
 
 mod audience;
 mod claim;
