@@ -310,3 +310,50 @@ async fn serve_runs_on_postgres() {
     let health = server.get("/v1/health").await;
     assert_eq!(health["database"]["reachable"], true, "{health}");
 }
+
+/// `cairn export` from SQLite, `cairn import` into Postgres: the runs that
+/// were waiting finish there, on the version they started on.
+#[tokio::test]
+async fn a_sqlite_deployment_moves_to_postgres_and_its_waiting_runs_finish_there() {
+    let sqlite = Host::on(Backend::Sqlite).await;
+    let journey = sqlite.deploy("welcome_series").await;
+    let mut waiting = Vec::new();
+    for user in ["ada", "bo", "cy"] {
+        waiting.push(sqlite.start(&journey, user, r#"{"name":"Pat"}"#).await);
+    }
+    sqlite.advance(DAY).await; // all three now wait for a purchase
+    let mut export = Vec::new();
+    let rows = sqlite.runtime.store.export(&mut export).await.unwrap();
+    assert!(rows > 10, "{rows} rows");
+
+    let url = cairn_tests::postgres::database().await;
+    let target = cairn::store::Store::open(&url).await.unwrap();
+    assert_eq!(target.import(&export[..]).await.unwrap(), rows);
+    let refused = target.import(&export[..]).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("already has journeys"),
+        "{refused}"
+    );
+    drop(target);
+
+    let postgres = Host::at(&url, tempfile::tempdir().unwrap()).await;
+    postgres.clock.advance_to(sqlite.clock.now_ms());
+    let outcome = postgres
+        .event("ada", "purchased", json!({"item": "boots"}))
+        .await;
+    assert_eq!(outcome.resumed, vec![waiting[0].id]);
+    postgres.advance(4 * DAY).await;
+    for run in &waiting {
+        let done = postgres.run(run.id).await;
+        assert_eq!(
+            (done.status, &done.version),
+            (RunStatus::Completed, &run.version),
+            "{:?}",
+            done.failure
+        );
+        assert_eq!(postgres.outbox(run.id).await.len(), 3);
+    }
+    // New rows continue after the imported ids.
+    let fresh = postgres.start(&journey, "dee", "{}").await;
+    assert!(fresh.id > waiting[2].id);
+}

@@ -230,3 +230,24 @@ async fn migrate_creates_the_schema_and_every_command_refuses_a_newer_one() {
         );
     }
 }
+
+#[test]
+fn export_and_import_move_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let from = format!("sqlite://{}", dir.path().join("from.db").display());
+    let to = format!("sqlite://{}", dir.path().join("to.db").display());
+    let file = dir.path().join("cairn.jsonl");
+    let (ok, _, err) = cairn(&["tenant", "create", "acme", "--db", &from]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cairn(&["export", "--db", &from, "--out", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(err.contains("exported"), "{err}");
+    let (ok, _, err) = cairn(&["import", "--db", &to, "--file", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = cairn(&["tenant", "list", "--db", &to]);
+    assert!(ok && out.contains("acme"), "{out}{err}");
+    std::fs::write(&file, "{\"cairn_export\": 1, \"schema_version\": 99}\n").unwrap();
+    let other = format!("sqlite://{}", dir.path().join("other.db").display());
+    let (ok, _, err) = cairn(&["import", "--db", &other, "--file", file.to_str().unwrap()]);
+    assert!(!ok && err.contains("schema version 99"), "{err}");
+}

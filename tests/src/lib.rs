@@ -78,6 +78,11 @@ impl Host {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("cairn.db").display()),
             Backend::Postgres => postgres::database().await,
         };
+        Host::at(&url, dir).await
+    }
+
+    /// A host on the database at `url`, keeping `dir` for its lifetime.
+    pub async fn at(url: &str, dir: tempfile::TempDir) -> Host {
         let clock = ManualClock::new(T0);
         let engine = Engine::new(EngineConfig {
             max_instances: 32,
@@ -85,7 +90,7 @@ impl Host {
             ..EngineConfig::default()
         })
         .unwrap();
-        let store = Store::open(&url).await.unwrap();
+        let store = Store::open(url).await.unwrap();
         let runtime = Runtime::new(engine, store, clock.clone());
         for dir in template_dirs() {
             cairn::hotload::register_templates(&runtime, DEFAULT_TENANT, &dir)

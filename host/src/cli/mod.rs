@@ -56,6 +56,26 @@ enum Command {
     },
     /// Run a journey in virtual time and print its timeline.
     Simulate(simulate::SimulateArgs),
+    /// Write every table of a database as JSON lines (to move a deployment:
+    /// `cairn export --db sqlite://cairn.db > cairn.jsonl`).
+    Export {
+        /// The database: `sqlite://FILE` or `postgres://USER@HOST/DB`.
+        #[arg(long, env = "CAIRN_DB", default_value = "sqlite://cairn.db")]
+        db: String,
+        /// Where to write (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Load an export into an empty database (`cairn import --db
+    /// postgres://... --file cairn.jsonl`); waiting runs complete there.
+    Import {
+        /// The database: `sqlite://FILE` or `postgres://USER@HOST/DB`.
+        #[arg(long, env = "CAIRN_DB")]
+        db: String,
+        /// The export (default: standard input).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
     /// Create or upgrade the database's schema, then exit. (`serve` does this
     /// too; both refuse a database a newer cairn migrated.)
     Migrate {
@@ -95,6 +115,35 @@ pub fn main() -> ExitCode {
             Command::Key(args) => tenant::key(args).await,
             Command::Build { dir, out, sdk } => build(&dir, out, sdk),
             Command::Simulate(args) => simulate::simulate(args).await,
+            Command::Export { db, out } => {
+                let store = crate::store::Store::open(&db).await?;
+                let rows = match out {
+                    Some(path) => {
+                        let file = std::fs::File::create(&path)
+                            .with_context(|| format!("creating {}", path.display()))?;
+                        let mut writer = std::io::BufWriter::new(file);
+                        let rows = store.export(&mut writer).await?;
+                        std::io::Write::flush(&mut writer)?;
+                        rows
+                    }
+                    None => store.export(&mut std::io::stdout().lock()).await?,
+                };
+                eprintln!("exported {rows} rows");
+                Ok(())
+            }
+            Command::Import { db, file } => {
+                let store = crate::store::Store::open(&db).await?;
+                let rows = match file {
+                    Some(path) => {
+                        let file = std::fs::File::open(&path)
+                            .with_context(|| format!("opening {}", path.display()))?;
+                        store.import(std::io::BufReader::new(file)).await?
+                    }
+                    None => store.import(std::io::stdin().lock()).await?,
+                };
+                eprintln!("imported {rows} rows");
+                Ok(())
+            }
             Command::Migrate { db } => {
                 crate::store::Store::open(&db)
                     .await

@@ -18,6 +18,7 @@ mod events;
 mod outbox;
 mod tenants;
 mod timeline;
+mod transfer;
 mod types;
 mod versions;
 
