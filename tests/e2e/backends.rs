@@ -357,3 +357,39 @@ async fn a_sqlite_deployment_moves_to_postgres_and_its_waiting_runs_finish_there
     let fresh = postgres.start(&journey, "dee", "{}").await;
     assert!(fresh.id > waiting[2].id);
 }
+
+/// Two hosts claiming from one Postgres at the same moment never take the
+/// same run (FOR UPDATE SKIP LOCKED), and between them take every due run.
+#[tokio::test]
+async fn two_hosts_claiming_at_once_never_take_the_same_run() {
+    let url = cairn_tests::postgres::database().await;
+    let host = Host::at(&url, tempfile::tempdir().unwrap()).await;
+    let journey = host.deploy("welcome_series").await;
+    for i in 0..200 {
+        host.runtime
+            .start_run(DEFAULT_TENANT, &journey, &format!("user-{i}"), "{}")
+            .await
+            .unwrap();
+    }
+    // Each "host" has its own store (its own pool and in-process lock).
+    let a = cairn::store::Store::open(&url).await.unwrap();
+    let b = cairn::store::Store::open(&url).await.unwrap();
+    let now = host.clock.now_ms();
+    let lease_now = host.runtime.lease_now();
+    let (mut from_a, mut from_b) = (Vec::new(), Vec::new());
+    for _ in 0..4 {
+        let (x, y) = tokio::join!(
+            a.claim_due("host-a", now, lease_now, 30),
+            b.claim_due("host-b", now, lease_now, 30)
+        );
+        from_a.extend(x.unwrap().into_iter().map(|d| d.run.id));
+        from_b.extend(y.unwrap().into_iter().map(|d| d.run.id));
+    }
+    let mut all: Vec<i64> = from_a.iter().chain(&from_b).copied().collect();
+    all.sort();
+    let claimed = all.len();
+    all.dedup();
+    assert_eq!(all.len(), claimed, "a run was claimed twice");
+    assert_eq!(claimed, 200.min(8 * 30));
+    assert!(!from_a.is_empty() && !from_b.is_empty());
+}

@@ -201,7 +201,15 @@ async fn an_event_that_arrives_while_the_registering_step_runs_is_delivered() {
 
 #[tokio::test]
 async fn a_host_whose_lease_passed_to_another_cannot_commit() {
-    let host = Host::new().await;
+    lease_fencing(Host::new().await).await;
+}
+
+#[tokio::test]
+async fn on_postgres_a_host_whose_lease_passed_to_another_cannot_commit() {
+    lease_fencing(Host::on(cairn::store::Backend::Postgres).await).await;
+}
+
+async fn lease_fencing(host: Host) {
     let journey = host.deploy("welcome_series").await;
     let run = host.start(&journey, "ada", "{}").await;
     host.clock.advance(DAY);

@@ -6,6 +6,15 @@ use super::db::{RUN_COLUMNS, Store, run_row};
 use super::types::DueRun;
 use sqlx::{AssertSqlSafe, Row};
 
+/// On Postgres, rows another host is claiming right now are skipped, not
+/// waited for (SQLite has one writer and needs no such clause).
+pub(super) fn skip_locked(backend: super::db::Backend) -> &'static str {
+    match backend {
+        super::db::Backend::Sqlite => "",
+        super::db::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+    }
+}
+
 /// How long a claim holds (system time): far longer than a batch of steps
 /// takes, short enough that another host resumes a dead host's runs soon.
 pub const LEASE_MS: u64 = 30_000;
@@ -39,11 +48,12 @@ impl Store {
             return Ok(Vec::new());
         }
         let _writer = self.write_lock().await;
+        let skip = skip_locked(self.backend());
         let rows = sqlx::query(AssertSqlSafe(format!(
             "UPDATE runs SET lease_owner = $1, lease_until = $2,
                  claim_watermark = (SELECT COALESCE(MAX(id), 0) FROM events)
              WHERE id IN (SELECT id FROM runs WHERE status IN ('active', 'waiting') AND due_at <= $3
-                          AND (lease_until IS NULL OR lease_until < $4) ORDER BY due_at, id LIMIT $5)
+                          AND (lease_until IS NULL OR lease_until < $4) ORDER BY due_at, id LIMIT $5{skip})
              RETURNING {RUN_COLUMNS}, snapshot, claim_watermark"
         )))
         .bind(owner)

@@ -10,8 +10,8 @@ use super::StoreError;
 use super::db::Store;
 use crate::clock::Millis;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 /// An outbox row.
 #[derive(Debug, Clone, Serialize)]
@@ -132,7 +132,7 @@ impl Store {
             "SELECT {COLUMNS} FROM outbox WHERE tenant_id = $1 AND ($2 IS NULL OR run_id = $2)
              AND ($3 IS NULL OR user_id = $3) AND ($4 IS NULL OR status = $4) ORDER BY id LIMIT $5"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(tenant)
             .bind(filter.run_id)
             .bind(&filter.user_id)
@@ -153,7 +153,7 @@ impl Store {
         id: i64,
     ) -> Result<Option<OutboxRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM outbox WHERE tenant_id = $1 AND id = $2");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        sqlx::query(AssertSqlSafe(sql))
             .bind(tenant)
             .bind(id)
             .fetch_optional(self.pool())
@@ -176,13 +176,14 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Claimed>, StoreError> {
         let _writer = self.write_lock().await;
-        let rows = sqlx::query(
+        let skip = super::claim::skip_locked(self.backend());
+        let rows = sqlx::query(AssertSqlSafe(format!(
             "UPDATE outbox SET status = 'sending', lease_owner = $1, lease_until = $2,
                  attempts = attempts + 1, updated_at = $3
              WHERE id IN (SELECT id FROM outbox WHERE status = 'queued' AND not_before <= $3
-                          ORDER BY not_before, id LIMIT $4)
-             RETURNING id, tenant_id, key, user_id, channel, recipient, template, props, category, attempts",
-        )
+                          ORDER BY not_before, id LIMIT $4{skip})
+             RETURNING id, tenant_id, key, user_id, channel, recipient, template, props, category, attempts"
+        )))
         .bind(owner)
         .bind(lease_until as i64)
         .bind(now as i64)
