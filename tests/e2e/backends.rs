@@ -390,6 +390,6 @@ async fn two_hosts_claiming_at_once_never_take_the_same_run() {
     let claimed = all.len();
     all.dedup();
     assert_eq!(all.len(), claimed, "a run was claimed twice");
-    assert_eq!(claimed, 200.min(8 * 30));
+    assert_eq!(claimed, 200, "every due run was claimed");
     assert!(!from_a.is_empty() && !from_b.is_empty());
 }
