@@ -21,6 +21,18 @@ pub fn step_env(step: u32, now: u64, ceiling_at: u64) -> StepEnv {
     }
 }
 
+/// The host a benchmark measures: SQLite, or Postgres (a local cluster with
+/// default durability) when `CAIRN_BENCH_DB=postgres`.
+pub async fn bench_host() -> cairn_tests::Host {
+    match std::env::var("CAIRN_BENCH_DB").as_deref() {
+        Ok("postgres") => {
+            let url = cairn_tests::postgres::durable_database().await;
+            cairn_tests::Host::at(&url, tempfile::tempdir().unwrap()).await
+        }
+        _ => cairn_tests::Host::new().await,
+    }
+}
+
 /// Whether to run `section`: every section whose names contain one of the
 /// arguments (`cargo bench -p cairn-tests --bench core -- throughput`), or
 /// all of them when there is none.

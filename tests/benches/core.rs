@@ -295,7 +295,7 @@ async fn throughput() {
 async fn throughput_with(workers: usize) {
     println!("-- {workers} step worker(s)");
     const RUNS: usize = 10_000;
-    let mut host = Host::new().await;
+    let mut host = common::bench_host().await;
     host.scheduler = host.scheduler.clone().with_parallelism(workers);
     let journey = host.deploy("looper").await;
     let t = Instant::now();

@@ -65,7 +65,7 @@ async fn event_to_resume() {
     println!(
         "== event-to-resume latency at a sustained {RATE} events/s ({USERS} runs waiting for the event)"
     );
-    let host = Host::new().await;
+    let host = common::bench_host().await;
     host.deploy("welcome_series").await;
     let runs = sign_up(&host, 0, USERS).await;
     host.drain().await;

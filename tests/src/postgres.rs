@@ -79,7 +79,7 @@ fn command(program: &Path, user: Option<(u32, u32)>) -> Command {
     cmd
 }
 
-fn start() -> Cluster {
+fn start(durable: bool) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let user = run_as();
     let data = dir.path().join("data");
@@ -113,15 +113,19 @@ fn start() -> Cluster {
         .arg(&data)
         .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
         .arg(dir.path())
-        // Throwaway data: durability buys nothing here.
-        .args([
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-        ])
+        // Throwaway data: durability buys nothing in tests (benchmarks keep it).
+        .args(if durable {
+            &[][..]
+        } else {
+            &[
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ][..]
+        })
         .args(["-c", "max_connections=300"])
         .stdout(Stdio::null())
         .stderr(log)
@@ -142,9 +146,19 @@ fn start() -> Cluster {
     }
 }
 
-/// A new, empty database on the shared cluster; its URL.
+/// A new, empty database on the shared cluster (fsync off); its URL.
 pub async fn database() -> String {
-    let cluster = CLUSTER.get_or_init(start);
+    database_on(false).await
+}
+
+/// A new database on a cluster with Postgres' default durability, for
+/// benchmarks. (One cluster per process: the first call decides.)
+pub async fn durable_database() -> String {
+    database_on(true).await
+}
+
+async fn database_on(durable: bool) -> String {
+    let cluster = CLUSTER.get_or_init(|| start(durable));
     let name = format!(
         "cairn_{}_{}",
         std::process::id(),
