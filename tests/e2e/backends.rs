@@ -276,6 +276,27 @@ on_both!(delivery);
 async fn serve_runs_on_postgres() {
     let dir = tempfile::tempdir().unwrap();
     let url = cairn_tests::postgres::database().await;
+    let cairn = env!("CARGO_BIN_EXE_cairn-under-test");
+    // A shared database is migrated once, explicitly: serve refuses it before.
+    let refused = std::process::Command::new(cairn)
+        .args(["serve", "--db", &url, "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("run `cairn migrate --db URL` first"),
+        "{stderr}"
+    );
+    let migrated = std::process::Command::new(cairn)
+        .args(["migrate", "--db", &url])
+        .output()
+        .unwrap();
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
     let server = cairn_tests::Server::start_on(
         env!("CARGO_BIN_EXE_cairn-under-test"),
         &url,

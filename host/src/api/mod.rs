@@ -154,6 +154,7 @@ impl From<RuntimeError> for ApiError {
                 StoreError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
                 StoreError::Migrate(_)
                 | StoreError::SchemaTooNew { .. }
+                | StoreError::SchemaBehind { .. }
                 | StoreError::Corrupt { .. }
                 | StoreError::NoRandomness(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },

@@ -53,7 +53,10 @@ pub(super) struct ServeArgs {
 }
 
 pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.db)
+    // A SQLite file belongs to this host, which migrates it; a shared
+    // Postgres is migrated once, explicitly (`cairn migrate`).
+    let migrate = crate::store::Backend::of(&args.db)? == crate::store::Backend::Sqlite;
+    let store = Store::connect(&args.db, migrate)
         .await
         .with_context(|| format!("opening {}", redact(&args.db)))?;
     // Key-free access is for a developer's own machine only.

@@ -79,6 +79,16 @@ impl Store {
     /// # Errors
     /// The database cannot be reached or migrated, or a newer cairn migrated it.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Store::connect(url, true).await
+    }
+
+    /// Opens the database at `url`; migrates it only if `migrate`, and
+    /// otherwise refuses a schema older than this cairn's (a shared
+    /// Postgres is migrated once, by `cairn migrate`, not by every host).
+    ///
+    /// # Errors
+    /// As [`Store::open`], and [`StoreError::SchemaBehind`] when not migrating.
+    pub async fn connect(url: &str, migrate: bool) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of(url)?;
         let memory = url.contains(":memory:");
@@ -124,8 +134,15 @@ impl Store {
                     .await?
             }
         };
-        refuse_newer_schema(&pool, backend).await?;
-        backend.migrator().run(&pool).await?;
+        let current = refuse_newer_schema(&pool, backend).await?;
+        if migrate {
+            backend.migrator().run(&pool).await?;
+        } else if current < schema_version() {
+            return Err(StoreError::SchemaBehind {
+                database: current,
+                known: schema_version(),
+            });
+        }
         let write_lock: Arc<tokio::sync::Mutex<()>> = Default::default();
         if backend == Backend::Sqlite && !memory {
             tokio::spawn(checkpoint_wal(pool.clone(), write_lock.clone()));
@@ -407,7 +424,8 @@ pub fn schema_version() -> i64 {
 
 /// Refuses a database that a newer cairn migrated: this binary's queries may
 /// not fit its schema, and writing to it could damage it.
-async fn refuse_newer_schema(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
+/// Returns the database's schema version (0: not migrated).
+async fn refuse_newer_schema(pool: &AnyPool, backend: Backend) -> Result<i64, StoreError> {
     let exists = match backend {
         Backend::Sqlite => {
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
@@ -419,7 +437,7 @@ async fn refuse_newer_schema(pool: &AnyPool, backend: Backend) -> Result<(), Sto
     };
     let migrated: i64 = sqlx::query_scalar(exists).fetch_one(pool).await?;
     if migrated == 0 {
-        return Ok(());
+        return Ok(0);
     }
     let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
         .fetch_one(pool)
@@ -429,7 +447,7 @@ async fn refuse_newer_schema(pool: &AnyPool, backend: Backend) -> Result<(), Sto
             database,
             known: schema_version(),
         }),
-        _ => Ok(()),
+        newest => Ok(newest.unwrap_or(0)),
     }
 }
 

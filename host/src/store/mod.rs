@@ -44,6 +44,12 @@ pub enum StoreError {
          run the cairn that migrated it, or a newer one"
     )]
     SchemaTooNew { database: i64, known: i64 },
+    /// The database is not migrated to this cairn's schema.
+    #[error(
+        "the database's schema (version {database}) is older than this cairn's (version {known}): \
+         run `cairn migrate --db URL` first"
+    )]
+    SchemaBehind { database: i64, known: i64 },
     /// Stored data does not decode; a retry will not help.
     #[error("corrupt stored data in {what}: {why}")]
     Corrupt { what: &'static str, why: String },
