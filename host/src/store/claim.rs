@@ -2,7 +2,8 @@
 //! host at a time, and only the lease holder may commit it.
 
 use super::StoreError;
-use super::db::{RUN_COLUMNS, Store, run_row};
+use super::db::Store;
+use super::runs::{RUN_COLUMNS, run_row};
 use super::types::DueRun;
 use sqlx::{AssertSqlSafe, Row};
 

@@ -12,7 +12,8 @@
 //! 3. A new event wait looks back for events stored since its step began.
 
 use super::StoreError;
-use super::db::{Backend, WriteTx, deliver_event};
+use super::db::{Backend, WriteTx};
+use super::runs::deliver_event;
 use super::types::*;
 use crate::delivery::Verdict;
 use crate::durable::{Effect, WaitKind, all_match};
@@ -271,4 +272,19 @@ async fn look_back(
         }
     }
     Ok(false)
+}
+
+impl super::db::Store {
+    /// Commits steps in one transaction (group commit). Returns, per step,
+    /// whether it applied: a step whose run moved on (another worker, an exit)
+    /// is discarded with all its effects.
+    ///
+    /// # Errors
+    /// A database failure; nothing was committed.
+    pub async fn commit_steps(&self, commits: &[StepCommit]) -> Result<Committed, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let applied = commit_steps(&mut tx, commits).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
 }

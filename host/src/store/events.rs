@@ -3,9 +3,8 @@
 //! transaction; identifying and deleting contacts; cancelling runs.
 
 use super::StoreError;
-use super::db::{
-    NewRun, RUN_COLUMNS, Store, WriteTx, deliver_event, insert_run, run_row, user_deleted,
-};
+use super::db::{Store, WriteTx};
+use super::runs::{NewRun, RUN_COLUMNS, deliver_event, insert_run, run_row, user_deleted};
 use super::types::*;
 use crate::durable::{Wait, WaitKind, all_match};
 use crate::engine::EntryLimit;

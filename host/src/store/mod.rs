@@ -16,6 +16,7 @@ mod commit;
 mod db;
 mod events;
 mod outbox;
+mod runs;
 mod tenants;
 mod timeline;
 mod transfer;

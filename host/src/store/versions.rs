@@ -1,8 +1,11 @@
-//! A journey's versions: which one is active, how many runs each holds, when
-//! an old one drained, rolling back, and retiring what nothing uses.
+//! Journeys and their versions: deploying one (it becomes active), which one
+//! is active, how many runs each holds, when an old one drained, rolling
+//! back, and retiring what nothing uses.
 
 use super::StoreError;
-use super::db::Store;
+use super::db::{Store, WriteTx};
+use super::types::*;
+use serde_json::Value;
 use sqlx::Row;
 
 /// One version of a journey, for operators.
@@ -134,7 +137,7 @@ impl Store {
                 version: version.to_string(),
             });
         }
-        super::db::deactivate_previous(&mut tx, tenant, journey, version, now).await?;
+        deactivate_previous(&mut tx, tenant, journey, version, now).await?;
         sqlx::query(
             "UPDATE journeys SET active_version = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4",
         )
@@ -204,4 +207,172 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+impl Store {
+    /// Registers a version (idempotent by hash) and makes it the journey's
+    /// active one. Returns false if the tenant had deployed it before.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn deploy_version(
+        &self,
+        tenant: &str,
+        version: NewVersion<'_>,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let meta = serde_json::to_string(version.meta).expect("meta serializes");
+        let mut tx = self.write_tx().await?;
+        deactivate_previous(&mut tx, tenant, &version.meta.id, version.hash, now).await?;
+        sqlx::query(
+            "INSERT INTO journeys (tenant_id, id, name, active_version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $5)
+             ON CONFLICT(tenant_id, id) DO UPDATE SET name = excluded.name,
+                 active_version = excluded.active_version, updated_at = excluded.updated_at",
+        )
+        .bind(tenant)
+        .bind(&version.meta.id)
+        .bind(&version.meta.name)
+        .bind(version.hash)
+        .bind(now as i64)
+        .execute(&mut *tx)
+        .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO journey_versions (tenant_id, hash, journey_id, meta, component, deployed_at, activated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)
+             ON CONFLICT(tenant_id, hash) DO UPDATE SET activated_at = excluded.activated_at,
+                 deactivated_at = NULL, component = excluded.component, retired_at = NULL
+             RETURNING CASE WHEN deployed_at = activated_at THEN 1 ELSE 0 END",
+        )
+        .bind(tenant)
+        .bind(version.hash)
+        .bind(&version.meta.id)
+        .bind(meta)
+        .bind(version.component)
+        .bind(now as i64)
+        .fetch_one(&mut *tx)
+        .await?
+        .get::<i64, _>(0)
+            != 0;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// The component bytes of a tenant's version.
+    ///
+    /// # Errors
+    /// A database failure; `Ok(None)` if the version is unknown.
+    pub async fn version_component(
+        &self,
+        tenant: &str,
+        hash: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT component FROM journey_versions WHERE tenant_id = $1 AND hash = $2",
+        )
+        .bind(tenant)
+        .bind(hash)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// Every journey of a tenant with its active version.
+    ///
+    /// # Errors
+    /// A database failure or corrupt meta.
+    pub async fn journeys(&self, tenant: &str) -> Result<Vec<JourneySummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT j.id, j.name, j.active_version, v.meta,
+                    (SELECT COUNT(*) FROM runs r WHERE r.tenant_id = j.tenant_id AND r.journey_id = j.id) AS runs
+             FROM journeys j JOIN journey_versions v ON v.tenant_id = j.tenant_id AND v.hash = j.active_version
+             WHERE j.tenant_id = $1 ORDER BY j.id",
+        )
+        .bind(tenant)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JourneySummary {
+                    id: r.get("id"),
+                    name: r.get("name"),
+                    active_version: r.get("active_version"),
+                    meta: serde_json::from_str(r.get("meta"))
+                        .map_err(StoreError::corrupt("journey meta"))?,
+                    runs: r.get("runs"),
+                })
+            })
+            .collect()
+    }
+
+    /// Every tenant's journeys' active versions with their meta and whether they enroll.
+    ///
+    /// # Errors
+    /// A database failure or corrupt meta.
+    pub async fn active_journeys(&self) -> Result<Vec<crate::ingest::ActiveJourney>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT j.tenant_id, j.id, j.active_version, j.enabled, v.meta FROM journeys j
+             JOIN journey_versions v ON v.tenant_id = j.tenant_id AND v.hash = j.active_version",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::ingest::ActiveJourney {
+                    tenant_id: r.get("tenant_id"),
+                    id: r.get("id"),
+                    version: r.get("active_version"),
+                    enabled: r.get::<i64, _>("enabled") != 0,
+                    meta: serde_json::from_str(r.get("meta"))
+                        .map_err(StoreError::corrupt("journey meta"))?,
+                })
+            })
+            .collect()
+    }
+
+    /// The active version of a journey and its execution ceiling.
+    pub(super) async fn active_version(
+        &self,
+        tenant: &str,
+        journey_id: &str,
+    ) -> Result<(String, u64), StoreError> {
+        let row = sqlx::query(
+            "SELECT j.active_version, v.meta FROM journeys j
+             JOIN journey_versions v ON v.tenant_id = j.tenant_id AND v.hash = j.active_version
+             WHERE j.tenant_id = $1 AND j.id = $2",
+        )
+        .bind(tenant)
+        .bind(journey_id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| StoreError::UnknownJourney(journey_id.to_string()))?;
+        let meta: Value =
+            serde_json::from_str(row.get("meta")).map_err(StoreError::corrupt("journey meta"))?;
+        Ok((
+            row.get("active_version"),
+            meta["execution_timeout_ms"].as_u64().unwrap_or(0),
+        ))
+    }
+}
+
+/// Records when a journey's active version stops being active because
+/// `next` replaces it (nothing, if `next` is already the active one).
+pub(super) async fn deactivate_previous(
+    tx: &mut WriteTx,
+    tenant: &str,
+    journey: &str,
+    next: &str,
+    now: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE journey_versions SET deactivated_at = $1
+         WHERE tenant_id = $2 AND journey_id = $3 AND hash != $4
+           AND hash = (SELECT active_version FROM journeys WHERE tenant_id = $2 AND id = $3)",
+    )
+    .bind(now as i64)
+    .bind(tenant)
+    .bind(journey)
+    .bind(next)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
