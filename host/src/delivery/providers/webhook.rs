@@ -8,7 +8,8 @@
 //!
 //! A 2xx is delivered (the provider id is the response's `id` field or
 //! `X-Message-Id` header, else `webhook:<status>`); 408, 429 and 5xx,
-//! timeouts and connection failures are transient; other statuses are permanent.
+//! timeouts and connection failures are transient; other statuses,
+//! redirects included (set the final URL), are permanent.
 
 use super::{Failure, Outgoing, secret};
 use crate::delivery::config::WebhookConfig;
@@ -29,6 +30,9 @@ impl Default for Webhook {
         Webhook {
             client: reqwest::Client::builder()
                 .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
+                // A redirect would turn the POST into a bodiless GET that
+                // "succeeds": a 3xx is a failure naming the new location.
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("the HTTP client builds"),
         }
