@@ -266,6 +266,18 @@ async fn every_policy_branch_is_decided_at_send_and_written_on_the_receipt() {
         "the missing variable is named"
     );
 
+    // A webhook that redirects is not followed (it would turn into a GET).
+    let hook = cairn_tests::sinks::WebhookReceiver::start().await;
+    let moved = hook.url.replace("/hook", "/moved");
+    host.set_delivery(json!({"providers": {"*": {"kind": "webhook", "url": moved}}}))
+        .await;
+    courier(&host, "picky", sends(&[("welcome", "product")])).await;
+    worker.drain().await.unwrap();
+    let redirected = outbox(&host, "picky").await.pop().unwrap();
+    assert_eq!(redirected.status, "dead");
+    assert!(redirected.last_error.unwrap().contains("301"));
+    assert!(hook.received().is_empty());
+
     // A user without an address is dead-lettered at delivery, saying why.
     courier(&host, "nomail", sends(&[("welcome", "product")])).await;
     worker.drain().await.unwrap();

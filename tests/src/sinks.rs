@@ -202,6 +202,16 @@ impl WebhookReceiver {
         let state = Arc::new(Behaviour::default());
         let app = axum::Router::new()
             .route("/hook", axum::routing::post(receive))
+            .route(
+                "/moved",
+                axum::routing::post(|| async {
+                    (
+                        StatusCode::MOVED_PERMANENTLY,
+                        [("location", "/hook")],
+                        "moved",
+                    )
+                }),
+            )
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
