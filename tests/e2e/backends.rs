@@ -4,7 +4,7 @@
 
 use cairn::delivery::DeliveryWorker;
 use cairn::ingest::Identify;
-use cairn::store::{Backend, DEFAULT_TENANT, Feedback, OutboxFilter, RunFilter, RunStatus};
+use cairn::store::{Backend, DEFAULT_TENANT, Feedback, OutboxFilter, RunStatus};
 use cairn_tests::{DAY, Host, NowMs, T0, component};
 use serde_json::json;
 
@@ -100,18 +100,7 @@ async fn events_and_contacts(host: Host) {
     );
     let exited = host.event("bo", "unsubscribed", json!({})).await;
     assert_eq!(exited.exited, signed_up.enrolled);
-    let runs = host
-        .runtime
-        .store
-        .runs(
-            DEFAULT_TENANT,
-            &RunFilter {
-                user_id: Some("bo".into()),
-                ..RunFilter::default()
-            },
-        )
-        .await
-        .unwrap();
+    let runs = host.runs_of("bo").await;
     assert_eq!(runs[0].status, RunStatus::Exited);
     host.runtime
         .store
@@ -210,24 +199,9 @@ async fn delivery(host: Host) {
     for user in ["ok@example.com", "gone@example.com", "angry@example.com"] {
         host.start("courier", user, &sends).await;
     }
-    let report = |user: &str| {
-        let user = user.to_string();
+    let report = |user: &'static str| {
         let host = &host;
-        async move {
-            let runs = host
-                .runtime
-                .store
-                .runs(
-                    DEFAULT_TENANT,
-                    &RunFilter {
-                        user_id: Some(user),
-                        ..RunFilter::default()
-                    },
-                )
-                .await
-                .unwrap();
-            runs[0].checkpoint.clone().unwrap()
-        }
+        async move { host.runs_of(user).await[0].checkpoint.clone().unwrap() }
     };
     assert_eq!(
         report("ok@example.com").await,

@@ -5,7 +5,6 @@
 
 use cairn::delivery::DeliveryWorker;
 use cairn::ingest::Identify;
-use cairn::store::RunFilter;
 use cairn::store::{DEFAULT_TENANT, Feedback, OutboxFilter, OutboxRow};
 use cairn_tests::{Host, NowMs, T0, component};
 use serde_json::{Value, json};
@@ -303,17 +302,7 @@ async fn local_times_and_send_windows_follow_dst_in_new_york_and_berlin() {
     let report = courier(&host, "ny", json!({"local": {"hour": 1, "minute": 30}})).await;
     assert_eq!(report, [json!({"local": 1_793_511_000_000u64})]); // 2026-11-01T05:30Z (EDT)
     host.advance(1_793_511_000_000 - host.clock.now_ms()).await;
-    let filter = RunFilter {
-        user_id: Some("ny".into()),
-        ..RunFilter::default()
-    };
-    let run = host
-        .runtime
-        .store
-        .runs(DEFAULT_TENANT, &filter)
-        .await
-        .unwrap()
-        .remove(0);
+    let run = host.runs_of("ny").await.remove(0);
     let report: Vec<Value> = serde_json::from_str(&run.checkpoint.unwrap()).unwrap();
     assert_eq!(report[1], json!({"woke": 1_793_511_000_000u64}));
 

@@ -151,6 +151,19 @@ impl Host {
         self.runtime.store.run(id).await.unwrap().unwrap()
     }
 
+    /// A user's runs (default tenant), newest first.
+    pub async fn runs_of(&self, user: &str) -> Vec<RunRow> {
+        let filter = cairn::store::RunFilter {
+            user_id: Some(user.to_string()),
+            ..Default::default()
+        };
+        self.runtime
+            .store
+            .runs(DEFAULT_TENANT, &filter)
+            .await
+            .unwrap()
+    }
+
     /// A run's outbox rows (default tenant), oldest first.
     pub async fn outbox(&self, run: i64) -> Vec<cairn::store::OutboxRow> {
         self.runtime

@@ -126,7 +126,7 @@ async fn update_runs(tx: &mut WriteTx, chunk: &[StepCommit]) -> Result<Vec<i64>,
             .bind(wait_event)
             .bind(due_at)
             .bind(match &c.end {
-                StepEnd::Waiting { snapshot, .. } => Some(snapshot.clone()),
+                StepEnd::Waiting { snapshot, .. } => Some(snapshot.as_slice()),
                 _ => None,
             })
             .bind(failure)
@@ -134,7 +134,7 @@ async fn update_runs(tx: &mut WriteTx, chunk: &[StepCommit]) -> Result<Vec<i64>,
             .bind(ended_at)
             .bind(c.expected_status.as_str())
             .bind(i64::from(c.expected_step))
-            .bind(c.lease_owner.clone());
+            .bind(c.lease_owner.as_str());
     }
     let rows = q.fetch_all(&mut **tx).await?;
     Ok(rows.iter().map(|r| r.get::<i64, _>(0)).collect())
@@ -161,7 +161,7 @@ async fn insert_steps(tx: &mut WriteTx, applied: &[&StepCommit]) -> Result<(), S
             .bind(c.run_id)
             .bind(i64::from(c.expected_step))
             .bind(c.at as i64)
-            .bind(c.woken_by.clone())
+            .bind(c.woken_by.as_str())
             .bind(c.event_id)
             .bind(serde_json::to_string(&c.record.effects).expect("effects serialize"))
             .bind(serde_json::to_string(&c.record.journal).expect("a journal serializes"))
@@ -189,16 +189,16 @@ async fn insert_outbox(
             _ => 0,
         };
         q = q
-            .bind(c.tenant_id.clone())
-            .bind(m.key.clone())
+            .bind(c.tenant_id.as_str())
+            .bind(m.key.as_str())
             .bind(c.run_id)
             .bind(i64::from(c.expected_step))
-            .bind(c.user_id.clone())
-            .bind(m.channel.clone())
-            .bind(m.recipient.clone())
-            .bind(m.template.clone())
+            .bind(c.user_id.as_str())
+            .bind(m.channel.as_str())
+            .bind(m.recipient.as_str())
+            .bind(m.template.as_str())
             .bind(m.props.to_string())
-            .bind(m.category.clone())
+            .bind(m.category.as_str())
             .bind(m.verdict.outbox_status())
             .bind(not_before as i64)
             .bind(c.now as i64)
