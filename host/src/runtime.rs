@@ -65,6 +65,8 @@ pub struct Runtime {
     lease_clock: Arc<dyn Clock>,
     /// This host's name as a lease owner; stable across restarts.
     host_id: Arc<str>,
+    /// How long this host's claims on runs hold before it renews them.
+    lease_ms: u64,
     /// Loaded versions by content hash (the same bytes load the same for every tenant).
     loaded: Arc<RwLock<HashMap<String, Arc<LoadedJourney>>>>,
     /// Tenants' settings, as last read.
@@ -104,6 +106,7 @@ impl Runtime {
             clock,
             lease_clock: Arc::new(SystemClock),
             host_id: "local".into(),
+            lease_ms: crate::store::LEASE_MS,
             loaded: Arc::default(),
             settings: Arc::default(),
             unsubscribe_secret: Arc::default(),
@@ -134,6 +137,23 @@ impl Runtime {
 
     pub fn host_id(&self) -> &str {
         &self.host_id
+    }
+
+    /// How long this host's claims on runs hold (default [`crate::store::LEASE_MS`]):
+    /// a host that stops renewing them (it died, or it is paused) loses its
+    /// runs to another host this long after its last renewal.
+    pub fn with_lease_ms(mut self, lease_ms: u64) -> Self {
+        self.lease_ms = lease_ms.max(1);
+        self
+    }
+
+    pub fn lease_ms(&self) -> u64 {
+        self.lease_ms
+    }
+
+    /// A lease for this host on runs, taken now.
+    pub fn lease(&self) -> crate::store::Lease {
+        crate::store::Lease::new(&self.host_id, self.lease_now(), self.lease_ms)
     }
 
     /// System time for leases.
@@ -383,7 +403,7 @@ impl Runtime {
             })
             .collect::<Result<Vec<_>, _>>()?;
         self.ingest
-            .apply(events, self.host_id.clone())
+            .apply(events, self.lease())
             .await
             .map_err(RuntimeError::Ingest)
     }

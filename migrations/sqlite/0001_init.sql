@@ -215,7 +215,8 @@ CREATE TABLE events (
     -- what ingesting it did (JSON), returned again for a repeated key
     outcome         TEXT
 );
-CREATE INDEX events_user_name ON events(tenant_id, user_id, name, id);
+-- a user's events in id order: the claim's per-user watermark, look-back
+CREATE INDEX events_user ON events(tenant_id, user_id, id);
 CREATE UNIQUE INDEX events_key ON events(tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 
 -- Enrollments a trigger asked for but the entry rules refused.

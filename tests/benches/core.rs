@@ -13,7 +13,7 @@
 use cairn::durable::StepEnv;
 use cairn::engine::step::Wake;
 use cairn::engine::{Engine, EngineConfig, Session, StepCall};
-use cairn::store::DEFAULT_TENANT;
+use cairn::store::{DEFAULT_TENANT, LEASE_MS, Lease};
 use cairn_tests::{DAY, Host, NowMs, T0, component};
 use std::time::{Duration, Instant};
 
@@ -127,7 +127,11 @@ async fn resume_latency_and_history() {
     let due = host
         .runtime
         .store
-        .claim_due("bench", i64::MAX as u64, host.runtime.lease_now(), 1)
+        .claim_due(
+            &Lease::new("bench", host.runtime.lease_now(), LEASE_MS),
+            i64::MAX as u64,
+            1,
+        )
         .await
         .unwrap();
     let mut snapshot = due[0].snapshot.clone().unwrap();
@@ -161,7 +165,11 @@ async fn resume_latency_and_history() {
         // Nothing is due at this time: the cost of one claim statement.
         host.runtime
             .store
-            .claim_due("bench", host.clock.now_ms(), host.runtime.lease_now(), 1)
+            .claim_due(
+                &Lease::new("bench", host.runtime.lease_now(), LEASE_MS),
+                host.clock.now_ms(),
+                1,
+            )
             .await
             .unwrap();
         claim.push(t.elapsed());

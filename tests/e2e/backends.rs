@@ -4,7 +4,7 @@
 
 use cairn::delivery::DeliveryWorker;
 use cairn::ingest::Identify;
-use cairn::store::{Backend, DEFAULT_TENANT, Feedback, OutboxFilter, RunStatus};
+use cairn::store::{Backend, DEFAULT_TENANT, Feedback, LEASE_MS, Lease, OutboxFilter, RunStatus};
 use cairn_tests::{DAY, Host, NowMs, T0, component};
 use serde_json::json;
 
@@ -372,10 +372,14 @@ async fn two_hosts_claiming_at_once_never_take_the_same_run() {
     let now = host.clock.now_ms();
     let lease_now = host.runtime.lease_now();
     let (mut from_a, mut from_b) = (Vec::new(), Vec::new());
+    let (lease_a, lease_b) = (
+        Lease::new("host-a", lease_now, LEASE_MS),
+        Lease::new("host-b", lease_now, LEASE_MS),
+    );
     for _ in 0..4 {
         let (x, y) = tokio::join!(
-            a.claim_due("host-a", now, lease_now, 30),
-            b.claim_due("host-b", now, lease_now, 30)
+            a.claim_due(&lease_a, now, 30),
+            b.claim_due(&lease_b, now, 30)
         );
         from_a.extend(x.unwrap().into_iter().map(|d| d.run.id));
         from_b.extend(y.unwrap().into_iter().map(|d| d.run.id));

@@ -2,7 +2,7 @@
 //! contacts and cancellation, in one process with a real SQLite file.
 
 use cairn::ingest::{SkipReason, Skipped};
-use cairn::store::{DEFAULT_TENANT, RunStatus};
+use cairn::store::{DEFAULT_TENANT, LEASE_MS, Lease, RunStatus};
 use cairn_tests::{DAY, Host, NowMs, T0};
 use serde_json::json;
 
@@ -279,7 +279,11 @@ async fn an_exit_that_races_a_running_step_discards_the_step_and_its_sends() {
     let claim = host
         .runtime
         .store
-        .claim_due("racer", now, host.runtime.lease_now(), 10)
+        .claim_due(
+            &Lease::new("racer", host.runtime.lease_now(), LEASE_MS),
+            now,
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(claim.len(), 1);

@@ -3,7 +3,7 @@
 
 use cairn::engine::step::Wake;
 use cairn::engine::{Session, StepCall, StepResult};
-use cairn::store::DEFAULT_TENANT;
+use cairn::store::{DEFAULT_TENANT, LEASE_MS, Lease};
 use cairn::store::{RunStatus, StepCommit, StepEnd};
 use cairn_tests::{DAY, Host, T0};
 use serde_json::json;
@@ -67,7 +67,11 @@ async fn a_step_that_crashed_before_commit_reruns_without_a_second_outbox_row() 
     // This host claimed the step, ran it (and sent), and died before committing.
     let store = &host.runtime.store;
     let claimed = store
-        .claim_due("local", T0, host.runtime.lease_now(), 10)
+        .claim_due(
+            &Lease::new("local", host.runtime.lease_now(), LEASE_MS),
+            T0,
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -75,7 +79,11 @@ async fn a_step_that_crashed_before_commit_reruns_without_a_second_outbox_row() 
     // While the lease lives, nobody else runs the step...
     assert!(
         store
-            .claim_due("other", T0, host.runtime.lease_now(), 10)
+            .claim_due(
+                &Lease::new("other", host.runtime.lease_now(), LEASE_MS),
+                T0,
+                10
+            )
             .await
             .unwrap()
             .is_empty()
@@ -175,7 +183,11 @@ async fn an_event_that_arrives_while_the_registering_step_runs_is_delivered() {
     let store = &host.runtime.store;
     // The step that will register wait-for-event("purchased") is claimed...
     let due = store
-        .claim_due("local", T0 + DAY, host.runtime.lease_now(), 10)
+        .claim_due(
+            &Lease::new("local", host.runtime.lease_now(), LEASE_MS),
+            T0 + DAY,
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(due.len(), 1);
@@ -199,6 +211,102 @@ async fn an_event_that_arrives_while_the_registering_step_runs_is_delivered() {
     assert_eq!(done.checkpoint.as_deref(), Some("converted"));
 }
 
+/// The same race across two hosts on one Postgres, many times at once:
+/// host B commits steps that register `wait-for-event("purchased")` while
+/// host A ingests each user's purchase. Neither transaction sees the other's
+/// uncommitted write, so without the per-user lock both could miss: A finds
+/// no waiting run, B's look-back finds no event. Every run must be resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_an_event_ingested_on_one_host_while_another_registers_the_wait_is_never_lost()
+{
+    const USERS: usize = 300;
+    let url = cairn_tests::postgres::database().await;
+    let a = Host::at(&url, tempfile::tempdir().unwrap()).await;
+    let b = Host::at(&url, tempfile::tempdir().unwrap()).await;
+    let journey = a.deploy("welcome_series").await;
+    for i in 0..USERS {
+        a.runtime
+            .start_run(DEFAULT_TENANT, &journey, &format!("user-{i}"), "{}")
+            .await
+            .unwrap();
+    }
+    assert_eq!(a.drain().await, USERS);
+    b.clock.advance(DAY);
+    a.clock.advance(DAY);
+    // Host B claims and executes every step that registers the wait...
+    let due = b
+        .runtime
+        .store
+        .claim_due(
+            &Lease::new("host-b", b.runtime.lease_now(), LEASE_MS),
+            T0 + DAY,
+            USERS as u32,
+        )
+        .await
+        .unwrap();
+    assert_eq!(due.len(), USERS);
+    let loaded = b
+        .runtime
+        .journey(DEFAULT_TENANT, &due[0].run.version)
+        .await
+        .unwrap();
+    let commits: Vec<StepCommit> = due
+        .iter()
+        .map(|d| execute(&b, d, "host-b", Wake::TimerFired, &loaded))
+        .collect();
+
+    // ...and commits each one at the moment host A ingests that user's purchase.
+    for commit in &commits {
+        let (applied, _) = tokio::join!(
+            b.runtime.store.commit_steps(std::slice::from_ref(commit)),
+            a.event(&commit.user_id, "purchased", json!({"item": "hat"}))
+        );
+        assert_eq!(applied.unwrap().applied, [true]);
+    }
+    let lost: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM runs WHERE status = 'waiting' AND pending_wake IS NULL",
+    )
+    .fetch_one(a.runtime.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        lost, 0,
+        "purchases lost between ingest and the wait's commit"
+    );
+}
+
+/// A heartbeat renews only the leases its host still holds.
+#[tokio::test]
+async fn renewing_leases_extends_this_hosts_claims_and_never_takes_anothers() {
+    let host = Host::new().await;
+    let journey = host.deploy("welcome_series").await;
+    let mine = host.start(&journey, "ada", "{}").await;
+    let theirs = host.start(&journey, "bob", "{}").await;
+    host.clock.advance(DAY);
+    let store = &host.runtime.store;
+    let now = host.runtime.lease_now();
+    let claimed = store
+        .claim_due(&Lease::new("host-a", now, 1_000), T0 + DAY, 1)
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].run.id, mine.id);
+    let claimed = store
+        .claim_due(&Lease::new("host-b", now, 1_000), T0 + DAY, 1)
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].run.id, theirs.id);
+    let renewed = store
+        .renew_leases("host-a", &[mine.id, theirs.id], now + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(renewed, 1);
+    // Past the first lease, host-a still holds its run; host-b's is free.
+    let later = Lease::new("host-c", now + 2_000, 1_000);
+    let free = store.claim_due(&later, T0 + DAY, 10).await.unwrap();
+    let ids: Vec<i64> = free.iter().map(|d| d.run.id).collect();
+    assert_eq!(ids, [theirs.id]);
+}
+
 #[tokio::test]
 async fn a_host_whose_lease_passed_to_another_cannot_commit() {
     lease_fencing(Host::new().await).await;
@@ -216,13 +324,13 @@ async fn lease_fencing(host: Host) {
     let store = &host.runtime.store;
     let lease_now = host.runtime.lease_now();
     let stalled = store
-        .claim_due("host-a", T0 + DAY, lease_now, 10)
+        .claim_due(&Lease::new("host-a", lease_now, LEASE_MS), T0 + DAY, 10)
         .await
         .unwrap();
     // host-a stalls past its lease; host-b claims the same step and commits it.
-    let later = lease_now + cairn::store::LEASE_MS + 1;
+    let later = lease_now + LEASE_MS + 1;
     let taken = store
-        .claim_due("host-b", T0 + DAY, later, 10)
+        .claim_due(&Lease::new("host-b", later, LEASE_MS), T0 + DAY, 10)
         .await
         .unwrap();
     assert_eq!(taken.len(), 1);

@@ -50,6 +50,12 @@ pub(super) struct ServeArgs {
     /// This host's name as a lease owner; keep it stable across restarts.
     #[arg(long, env = "CAIRN_HOST_ID", default_value = "local")]
     host_id: String,
+    /// How long this host's claim on a run holds, in ms. The host renews its
+    /// claims every third of this while it works; a host that dies or is
+    /// paused loses its runs to the other hosts this long after.
+    #[arg(long, env = "CAIRN_LEASE_MS", default_value_t = crate::store::LEASE_MS,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    lease_ms: u64,
 }
 
 pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -87,7 +93,9 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cache_dir: Some(args.cache_dir.clone()),
         ..EngineConfig::default()
     })?;
-    let runtime = Runtime::new(engine, store, clock).with_host_id(&args.host_id);
+    let runtime = Runtime::new(engine, store, clock)
+        .with_host_id(&args.host_id)
+        .with_lease_ms(args.lease_ms);
     // Claims a previous life of this host left behind are ours to retake.
     let released = runtime.store.release_leases(runtime.host_id()).await?;
     if released > 0 {

@@ -8,8 +8,8 @@
 //! step needs no separate claim, which is most of its way to running.
 
 use super::{ActiveJourney, EventOutcome, NewEvent, plan};
-use crate::clock::{Clock, SystemClock};
-use crate::store::{DueRun, LEASE_MS, Lease, Store};
+use crate::clock::Clock;
+use crate::store::{DueRun, Lease, Store};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,8 +29,8 @@ pub type Handoff = Arc<Mutex<Vec<DueRun>>>;
 
 struct Request {
     events: Vec<NewEvent>,
-    /// The host that takes the leases of the runs these events resume.
-    lease_owner: Arc<str>,
+    /// The lease the runs these events resume are taken with.
+    lease: Lease,
     reply: Reply,
 }
 
@@ -65,20 +65,20 @@ impl IngestWriter {
     }
 
     /// Applies `events` (already validated) and returns their outcomes, in
-    /// order; the runs they resume are leased to `lease_owner`.
+    /// order; the runs they resume are taken with `lease`.
     ///
     /// # Errors
     /// Why the group's transaction failed (the database), or that the writer stopped.
     pub async fn apply(
         &self,
         events: Vec<NewEvent>,
-        lease_owner: Arc<str>,
+        lease: Lease,
     ) -> Result<Vec<EventOutcome>, String> {
         let (reply, outcome) = oneshot::channel();
         self.queue
             .send(Request {
                 events,
-                lease_owner,
+                lease,
                 reply,
             })
             .await
@@ -169,15 +169,11 @@ impl Writer {
             .flat_map(|r| r.events.iter())
             .map(|event| (event.clone(), plan(event, journeys)))
             .collect();
-        let lease_now = SystemClock.now();
-        let lease = Lease {
-            owner: group[0].lease_owner.to_string(),
-            until: lease_now + LEASE_MS,
-            now: lease_now,
-        };
+        // Requests queue for moments at most: the first one's lease serves the group.
+        let lease = &group[0].lease;
         let (outcomes, due) = self
             .store
-            .apply_events(&planned, self.clock.now(), Some(&lease))
+            .apply_events(&planned, self.clock.now(), Some(lease))
             .await
             .map_err(|e| e.to_string())?;
         if !due.is_empty() {

@@ -6,6 +6,8 @@
 //!
 //! Runs an event resumed arrive already leased from ingest (the handoff)
 //! and go first; everything else due is claimed from the store with leases.
+//! While runs wait in the handoff or execute, a heartbeat renews their
+//! leases, so only a host that stopped (died, or was paused) loses them.
 //!
 //! A batch's steps execute on one blocking worker per core (each step on a
 //! fresh instance restored from its snapshot) and commit in one transaction.
@@ -17,7 +19,8 @@ use crate::engine::step::Wake;
 use crate::engine::{Engine, LoadedJourney, Session, StepCall, StepResult};
 use crate::runtime::{Runtime, RuntimeError, TenantSettings};
 use crate::store::{DueRun, RunStatus, StepCommit, StepEnd, StoreError};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Executes due steps. Defaults: 256 steps per tick, one worker per core.
@@ -26,6 +29,8 @@ pub struct Scheduler {
     runtime: Runtime,
     batch: u32,
     parallelism: usize,
+    /// Runs claimed and not yet committed: the heartbeat renews their leases.
+    executing: Arc<Mutex<HashSet<i64>>>,
 }
 
 /// A claimed batch whose steps are executing.
@@ -74,6 +79,7 @@ impl Scheduler {
             runtime,
             batch: 256,
             parallelism: std::thread::available_parallelism().map_or(2, usize::from),
+            executing: Arc::default(),
         }
     }
 
@@ -137,7 +143,8 @@ impl Scheduler {
     /// workers. Handed runs fill at most three quarters of a batch, so timers
     /// that came due are claimed even while events keep arriving.
     async fn claim(&self, now: u64) -> Result<Option<Batch>, StoreError> {
-        let owner = self.runtime.host_id().to_string();
+        let lease = self.runtime.lease();
+        let owner = lease.owner.clone();
         let batch = self.batch as usize;
         let mut due: Vec<DueRun> = {
             let mut handoff = self.runtime.handoff.lock().expect("handoff lock");
@@ -145,15 +152,14 @@ impl Scheduler {
             handoff.drain(..n).collect()
         };
         let room = (batch - due.len()) as u32;
-        due.extend(
-            self.runtime
-                .store
-                .claim_due(&owner, now, self.runtime.lease_now(), room)
-                .await?,
-        );
+        due.extend(self.runtime.store.claim_due(&lease, now, room).await?);
         if due.is_empty() {
             return Ok(None);
         }
+        self.executing
+            .lock()
+            .expect("executing lock")
+            .extend(due.iter().map(|d| d.run.id));
         let mut work = Vec::with_capacity(due.len());
         for run in due {
             let journey = match self.runtime.settings(&run.run.tenant_id).await {
@@ -191,7 +197,26 @@ impl Scheduler {
         Ok(Some(Batch { execution }))
     }
 
+    /// Commits a batch; its runs' leases are no longer renewed, whether the
+    /// commit succeeds or not (after a failure they run out and the steps
+    /// run again).
     async fn commit(&self, executed: Vec<Executed>) -> Result<TickReport, StoreError> {
+        let runs: Vec<i64> = executed
+            .iter()
+            .map(|e| match e {
+                Executed::Commit(commit) => commit.run_id,
+                Executed::Deferred { run_id, .. } => *run_id,
+            })
+            .collect();
+        let report = self.commit_executed(executed).await;
+        let mut executing = self.executing.lock().expect("executing lock");
+        for run in runs {
+            executing.remove(&run);
+        }
+        report
+    }
+
+    async fn commit_executed(&self, executed: Vec<Executed>) -> Result<TickReport, StoreError> {
         let started = Instant::now();
         let mut commits = Vec::with_capacity(executed.len());
         let mut deferred = Vec::new();
@@ -243,8 +268,47 @@ impl Scheduler {
         })
     }
 
-    /// Runs forever: ticks whenever work is due or arrives.
+    /// Renews the leases on the runs this host holds (handed over by ingest,
+    /// or claimed and executing), every third of the lease.
+    async fn heartbeat(self) {
+        let every = Duration::from_millis((self.runtime.lease_ms() / 3).max(1));
+        loop {
+            tokio::time::sleep(every).await;
+            let mut held: Vec<i64> = self
+                .executing
+                .lock()
+                .expect("executing lock")
+                .iter()
+                .copied()
+                .collect();
+            held.extend(
+                self.runtime
+                    .handoff
+                    .lock()
+                    .expect("handoff lock")
+                    .iter()
+                    .map(|d| d.run.id),
+            );
+            if held.is_empty() {
+                continue;
+            }
+            let lease = self.runtime.lease();
+            if let Err(err) = self
+                .runtime
+                .store
+                .renew_leases(&lease.owner, &held, lease.until)
+                .await
+            {
+                tracing::warn!("renewing {} lease(s) failed: {err}", held.len());
+            }
+        }
+    }
+
+    /// Runs forever: ticks whenever work is due or arrives, and renews the
+    /// leases it holds meanwhile (the heartbeat stops when this future is dropped).
     pub async fn run(self) {
+        let mut heartbeat = tokio::task::JoinSet::new();
+        heartbeat.spawn(self.clone().heartbeat());
         loop {
             let now = self.runtime.now();
             if let Err(err) = self.drain(now).await {

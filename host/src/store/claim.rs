@@ -4,7 +4,7 @@
 use super::StoreError;
 use super::db::Store;
 use super::runs::{RUN_COLUMNS, run_row};
-use super::types::DueRun;
+use super::types::{DueRun, Lease};
 use sqlx::{AssertSqlSafe, Row};
 
 /// On Postgres, rows another host is claiming right now are skipped, not
@@ -16,23 +16,24 @@ pub(super) fn skip_locked(backend: super::db::Backend) -> &'static str {
     }
 }
 
-/// How long a claim holds (system time): far longer than a batch of steps
-/// takes, short enough that another host resumes a dead host's runs soon.
+/// How long a claim holds by default (system time): far longer than a batch
+/// of steps takes, short enough that another host resumes a dead host's
+/// runs soon. The holder renews it while it works (`renew_leases`).
 pub const LEASE_MS: u64 = 30_000;
 
 impl Store {
     /// Leases up to `limit` runs whose next step is due at `now` (run time)
-    /// and that no live lease holds (`lease_now` is system time), oldest due
-    /// first. The claim records the highest event id in the same statement,
-    /// so look-back after the step sees exactly the events stored since.
+    /// and that no live lease holds at `lease.now` (system time), oldest due
+    /// first. The claim records the user's highest event id in the same
+    /// statement, so look-back after the step sees exactly the events stored
+    /// since (a user's event ids follow commit order: see `lock_users`).
     ///
     /// # Errors
     /// A database failure; nothing was claimed.
     pub async fn claim_due(
         &self,
-        owner: &str,
+        lease: &Lease,
         now: u64,
-        lease_now: u64,
         limit: u32,
     ) -> Result<Vec<DueRun>, StoreError> {
         // Most calls find nothing due: ask a reader first, and take the write
@@ -42,7 +43,7 @@ impl Store {
                                    AND (lease_until IS NULL OR lease_until < $2) LIMIT 1) AS due",
         )
         .bind(now as i64)
-        .bind(lease_now as i64)
+        .bind(lease.now as i64)
         .fetch_one(self.pool())
         .await?;
         if any == 0 {
@@ -52,15 +53,16 @@ impl Store {
         let skip = skip_locked(self.backend());
         let rows = sqlx::query(AssertSqlSafe(format!(
             "UPDATE runs SET lease_owner = $1, lease_until = $2,
-                 claim_watermark = (SELECT COALESCE(MAX(id), 0) FROM events)
+                 claim_watermark = (SELECT COALESCE(MAX(e.id), 0) FROM events e
+                                    WHERE e.tenant_id = runs.tenant_id AND e.user_id = runs.user_id)
              WHERE id IN (SELECT id FROM runs WHERE status IN ('active', 'waiting') AND due_at <= $3
                           AND (lease_until IS NULL OR lease_until < $4) ORDER BY due_at, id LIMIT $5{skip})
              RETURNING {RUN_COLUMNS}, snapshot, claim_watermark"
         )))
-        .bind(owner)
-        .bind(lease_now.saturating_add(LEASE_MS) as i64)
+        .bind(&lease.owner)
+        .bind(lease.until as i64)
         .bind(now as i64)
-        .bind(lease_now as i64)
+        .bind(lease.now as i64)
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
@@ -103,6 +105,38 @@ impl Store {
             .await?;
         }
         Ok(())
+    }
+
+    /// Extends `owner`'s leases on `runs` to `until` (system time), while
+    /// their steps wait or execute. A lease another host took meanwhile stays
+    /// theirs. Returns how many were renewed.
+    ///
+    /// # Errors
+    /// A database failure; the leases then run out on their own.
+    pub async fn renew_leases(
+        &self,
+        owner: &str,
+        runs: &[i64],
+        until: u64,
+    ) -> Result<u64, StoreError> {
+        let mut renewed = 0;
+        for chunk in runs.chunks(500) {
+            let ids = (3..chunk.len() + 3)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut query = sqlx::query(AssertSqlSafe(format!(
+                "UPDATE runs SET lease_until = $1 WHERE lease_owner = $2 AND id IN ({ids})"
+            )))
+            .bind(until as i64)
+            .bind(owner);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            let _writer = self.write_lock().await;
+            renewed += query.execute(self.pool()).await?.rows_affected();
+        }
+        Ok(renewed)
     }
 
     /// Releases every lease `owner` holds: a host does this when it starts,

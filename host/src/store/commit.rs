@@ -10,6 +10,10 @@
 //! 2. Multi-row inserts write one `steps` row per applied step (woken by,
 //!    effects, journal, outcome) and the outbox rows.
 //! 3. A new event wait looks back for events stored since its step began.
+//!
+//! On Postgres the transaction first locks the batch's users (see
+//! `WriteTx::lock_users`), so an event another host ingests meanwhile is
+//! either seen by the look-back or finds the wait registered.
 
 use super::StoreError;
 use super::db::{Backend, WriteTx};
@@ -30,6 +34,12 @@ pub(super) async fn commit_steps(
     tx: &mut WriteTx,
     commits: &[StepCommit],
 ) -> Result<Committed, StoreError> {
+    tx.lock_users(
+        commits
+            .iter()
+            .map(|c| (c.tenant_id.as_str(), c.user_id.as_str())),
+    )
+    .await?;
     let mut applied_ids = HashSet::with_capacity(commits.len());
     for chunk in commits.chunks(ROWS_PER_STATEMENT) {
         applied_ids.extend(update_runs(tx, chunk).await?);

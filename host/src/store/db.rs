@@ -271,6 +271,61 @@ impl WriteTx {
     pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await
     }
+
+    /// Serializes this transaction with every other one, on any host, that
+    /// touches the same users' events or runs, until it commits.
+    ///
+    /// Ingest (which stores a user's events and hands them to the waits it
+    /// finds) and the group commit (which registers waits and looks back
+    /// for events stored meanwhile) would otherwise miss each other on
+    /// Postgres: each reads before the other's write is committed. Under
+    /// the lock, a user's events also get their ids in commit order, which
+    /// makes a per-user watermark sound. Locks are taken in one statement,
+    /// in key order, before any row is touched, so two such transactions
+    /// never deadlock. SQLite has one writer and needs none of it.
+    pub(super) async fn lock_users<'a>(
+        &mut self,
+        users: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), sqlx::Error> {
+        if self.backend == Backend::Sqlite {
+            return Ok(());
+        }
+        let mut keys: Vec<i64> = users
+            .into_iter()
+            .map(|(tenant, user)| user_lock_key(tenant, user))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut sql =
+            String::from("SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(k) FROM (VALUES ");
+        for i in 1..=keys.len() {
+            if i > 1 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("(${i}::BIGINT)"));
+        }
+        sql.push_str(") AS v(k) ORDER BY k) AS locked");
+        let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+        for key in keys {
+            query = query.bind(key);
+        }
+        query.fetch_one(&mut *self.tx).await?;
+        Ok(())
+    }
+}
+
+/// The advisory lock key of a user: FNV-1a over tenant and user id, the
+/// same on every host and every build.
+fn user_lock_key(tenant: &str, user: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in tenant.bytes().chain([0]).chain(user.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
 }
 
 impl std::ops::Deref for WriteTx {

@@ -29,6 +29,12 @@ impl Store {
         lease: Option<&Lease>,
     ) -> Result<(Vec<EventOutcome>, Vec<DueRun>), StoreError> {
         let mut tx = self.write_tx().await?;
+        tx.lock_users(
+            events
+                .iter()
+                .map(|(e, _)| (e.tenant_id.as_str(), e.user_id.as_str())),
+        )
+        .await?;
         let mut outcomes = Vec::with_capacity(events.len());
         let mut due = Vec::new();
         for (event, plan) in events {
@@ -109,6 +115,7 @@ impl Store {
         now: u64,
     ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.write_tx().await?;
+        tx.lock_users([(tenant, user_id)]).await?;
         sqlx::query(
             "INSERT INTO contacts (tenant_id, user_id, properties, created_at, updated_at, deleted_at)
              VALUES ($3, $1, '{}', $2, $2, $2)
@@ -224,25 +231,15 @@ async fn apply_event(
     due: &mut Vec<DueRun>,
 ) -> Result<EventOutcome, StoreError> {
     let tenant = event.tenant_id.as_str();
-    if let Some(key) = &event.idempotency_key {
-        let seen: Option<Option<String>> = sqlx::query_scalar(
-            "SELECT outcome FROM events WHERE tenant_id = $1 AND idempotency_key = $2",
-        )
-        .bind(tenant)
-        .bind(key)
-        .fetch_optional(&mut **tx)
-        .await?;
-        if let Some(outcome) = seen {
-            let mut original: EventOutcome =
-                serde_json::from_str(outcome.as_deref().unwrap_or("{}"))
-                    .map_err(StoreError::corrupt("events.outcome"))?;
-            original.stored = false;
-            return Ok(original);
-        }
+    if let Some(original) = seen_before(tx, event).await? {
+        return Ok(original);
     }
-    let event_id: i64 = sqlx::query_scalar(
+    // A key another user's event took on another host since the check above:
+    // the insert waits for that transaction and then does nothing.
+    let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO events (tenant_id, user_id, name, properties, timestamp, received_at, idempotency_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
     )
     .bind(tenant)
     .bind(&event.user_id)
@@ -251,8 +248,16 @@ async fn apply_event(
     .bind(event.timestamp as i64)
     .bind(now as i64)
     .bind(&event.idempotency_key)
-    .fetch_one(&mut **tx)
+    .fetch_optional(&mut **tx)
     .await?;
+    let Some(event_id) = inserted else {
+        return seen_before(tx, event)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "events.idempotency_key",
+                why: "a conflicting key that cannot be read".into(),
+            });
+    };
     let mut outcome = EventOutcome {
         stored: true,
         event_id,
@@ -379,6 +384,31 @@ async fn apply_event(
             .await?;
     }
     Ok(outcome)
+}
+
+/// What an event with the same idempotency key did, if one was stored
+/// (`stored: false` marks the answer as a repeat).
+async fn seen_before(
+    tx: &mut WriteTx,
+    event: &NewEvent,
+) -> Result<Option<EventOutcome>, StoreError> {
+    let Some(key) = &event.idempotency_key else {
+        return Ok(None);
+    };
+    let seen: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT outcome FROM events WHERE tenant_id = $1 AND idempotency_key = $2",
+    )
+    .bind(&event.tenant_id)
+    .bind(key)
+    .fetch_optional(&mut **tx)
+    .await?;
+    seen.map(|outcome| {
+        let mut original: EventOutcome = serde_json::from_str(outcome.as_deref().unwrap_or("{}"))
+            .map_err(StoreError::corrupt("events.outcome"))?;
+        original.stored = false;
+        Ok(original)
+    })
+    .transpose()
 }
 
 /// Whether the entry rules refuse a new run of `journey` for `user`.

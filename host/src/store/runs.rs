@@ -103,7 +103,8 @@ pub(super) async fn deliver_event(
     let row = sqlx::query(AssertSqlSafe(format!(
         "UPDATE runs SET pending_wake = $1, due_at = $2, updated_at = $2, lease_owner = $3, lease_until = $4,
              claim_watermark = CASE WHEN $3 IS NULL THEN claim_watermark
-                                    ELSE (SELECT COALESCE(MAX(id), 0) FROM events) END
+                                    ELSE (SELECT COALESCE(MAX(e.id), 0) FROM events e
+                                          WHERE e.tenant_id = runs.tenant_id AND e.user_id = runs.user_id) END
          WHERE id = $5 AND status = 'waiting' AND step = $6 AND pending_wake IS NULL AND due_at > $2
            AND ($7 IS NULL OR lease_until IS NULL OR lease_until < $7)
          RETURNING {RUN_COLUMNS}, snapshot, claim_watermark"

@@ -109,6 +109,17 @@ pub struct Lease {
     pub now: u64,
 }
 
+impl Lease {
+    /// A lease for `owner` taken at `now` (system time) for `duration_ms`.
+    pub fn new(owner: &str, now: u64, duration_ms: u64) -> Self {
+        Lease {
+            owner: owner.to_string(),
+            until: now.saturating_add(duration_ms),
+            now,
+        }
+    }
+}
+
 /// A run whose next step is due, claimed by this host, with what it needs to run it.
 #[derive(Debug, Clone)]
 pub struct DueRun {
