@@ -3,7 +3,11 @@
 #![allow(dead_code)]
 
 use cairn::durable::StepEnv;
-use std::time::Duration;
+use cairn::ingest::IncomingEvent;
+use cairn::store::DEFAULT_TENANT;
+use cairn_tests::{DAY, Host};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 /// The environment of step `step` of a benchmark run at `now`: run 1,
 /// started at [`cairn_tests::T0`], with the default limits.
@@ -79,4 +83,137 @@ pub fn us(d: Duration) -> String {
 /// Milliseconds, two decimals.
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+pub fn event(user: String, name: &str) -> IncomingEvent {
+    IncomingEvent {
+        user_id: user,
+        name: name.into(),
+        properties: None,
+        timestamp: None,
+        idempotency_key: None,
+    }
+}
+
+/// Signs up users `from..to` in batches of 1,000; their run ids in order.
+pub async fn sign_up(host: &Host, from: usize, to: usize) -> Vec<i64> {
+    let mut runs = Vec::with_capacity(to - from);
+    let mut start = from;
+    while start < to {
+        let end = (start + 1_000).min(to);
+        let batch = (start..end)
+            .map(|i| event(format!("user-{i}"), "signed_up"))
+            .collect();
+        for outcome in host
+            .runtime
+            .ingest_events(DEFAULT_TENANT, batch)
+            .await
+            .unwrap()
+        {
+            runs.extend(outcome.enrolled);
+        }
+        start = end;
+    }
+    runs
+}
+
+/// What [`event_to_resume`] measured.
+pub struct EventToResume {
+    /// From the ingest call to the commit of the step the event woke.
+    pub latency: Stats,
+    /// The ingest call alone (event stored, wait resolved, caller answered).
+    pub ingest: Stats,
+    /// From the first event sent to the last.
+    pub elapsed: Duration,
+}
+
+/// Event-to-resume latency at a sustained `rate`: `users` users of the
+/// welcome series wait for "purchased", and concurrent producers send each
+/// one's purchase on schedule, to the hosts in turn (their schedulers
+/// running meanwhile).
+pub async fn event_to_resume(hosts: &[Host], users: usize, rate: u64) -> EventToResume {
+    let first = &hosts[0];
+    first.deploy("welcome_series").await;
+    let runs = sign_up(first, 0, users).await;
+    first.drain().await;
+    first.advance(DAY).await; // everyone now waits for "purchased"
+    let user_of: HashMap<i64, usize> = runs.iter().enumerate().map(|(i, r)| (*r, i)).collect();
+
+    // Whichever host commits a step, its runs come through here.
+    let (committed_tx, mut committed) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+    for host in hosts {
+        let mut commits = host.runtime.committed.subscribe();
+        let forward = committed_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Ok(runs) = commits.recv().await {
+                if forward.send((runs, Instant::now())).is_err() {
+                    break;
+                }
+            }
+        }));
+        tasks.push(tokio::spawn(host.scheduler.clone().run()));
+    }
+    let start = Instant::now();
+    let sender = {
+        let runtimes: Vec<_> = hosts.iter().map(|h| h.runtime.clone()).collect();
+        tokio::spawn(async move {
+            let mut sent = Vec::with_capacity(users);
+            let mut calls = Vec::with_capacity(users);
+            for i in 0..users {
+                tokio::time::sleep_until(
+                    (start + Duration::from_micros(i as u64 * 1_000_000 / rate)).into(),
+                )
+                .await;
+                let at = Instant::now();
+                sent.push(at);
+                let runtime = runtimes[i % runtimes.len()].clone();
+                calls.push(tokio::spawn(async move {
+                    let outcome = runtime
+                        .ingest_events(
+                            DEFAULT_TENANT,
+                            vec![event(format!("user-{i}"), "purchased")],
+                        )
+                        .await;
+                    assert_eq!(outcome.unwrap()[0].resumed.len(), 1);
+                    at.elapsed()
+                }));
+            }
+            let mut ingest = Vec::with_capacity(users);
+            for call in calls {
+                ingest.push(call.await.unwrap());
+            }
+            (sent, ingest)
+        })
+    };
+    let mut resumed_at = vec![None; users];
+    let mut seen = 0;
+    while seen < users {
+        let (runs, at) = tokio::time::timeout(Duration::from_secs(60), committed.recv())
+            .await
+            .expect("steps stopped committing")
+            .expect("a host stopped");
+        for run in runs.iter() {
+            if let Some(&user) = user_of.get(run)
+                && resumed_at[user].is_none()
+            {
+                resumed_at[user] = Some(at);
+                seen += 1;
+            }
+        }
+    }
+    let (sent, ingest) = sender.await.unwrap();
+    for task in tasks {
+        task.abort();
+    }
+    EventToResume {
+        latency: Stats::of(
+            sent.iter()
+                .zip(&resumed_at)
+                .map(|(s, r)| r.unwrap().duration_since(*s))
+                .collect(),
+        ),
+        ingest: Stats::of(ingest),
+        elapsed: sent.last().unwrap().duration_since(start),
+    }
 }

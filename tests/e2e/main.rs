@@ -9,6 +9,7 @@ mod delivery;
 mod events;
 mod failures;
 mod hostile;
+mod hosts;
 mod hotload;
 mod languages;
 mod policy;

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn-under-test");
 const USERS: usize = 2_000;
 const BATCH: usize = 100;
-const HOUR: u64 = 3_600_000;
+pub(crate) const HOUR: u64 = 3_600_000;
 
 /// A tiny deterministic generator (xorshift64*), so a failing seed reproduces.
-struct Rng(u64);
+pub(crate) struct Rng(pub u64);
 
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -84,15 +84,25 @@ impl Soak {
     }
 }
 
-fn batches(
+pub(crate) fn batches(
     name: &str,
     users: impl Iterator<Item = usize>,
+    props: impl Fn(usize) -> Value,
+) -> Vec<Value> {
+    batches_of(name, users, |i| format!("user-{i}"), props)
+}
+
+/// Events named `name` for the users `user_id` names, in batches of [`BATCH`].
+pub(crate) fn batches_of(
+    name: &str,
+    users: impl Iterator<Item = usize>,
+    user_id: impl Fn(usize) -> String,
     props: impl Fn(usize) -> Value,
 ) -> Vec<Value> {
     let events: Vec<Value> = users
         .map(|i| {
             json!({
-                "user_id": format!("user-{i}"),
+                "user_id": user_id(i),
                 "name": name,
                 "properties": props(i),
                 "idempotency_key": format!("{name}-{i}"),

@@ -83,7 +83,27 @@ impl Host {
 
     /// A host on the database at `url`, keeping `dir` for its lifetime.
     pub async fn at(url: &str, dir: tempfile::TempDir) -> Host {
+        Host::sharing(url, dir, ManualClock::new(T0), "local").await
+    }
+
+    /// `n` hosts on the database at `url` (`host-0`, `host-1`, ...), each
+    /// with its own pool, engine and scheduler, on one virtual clock.
+    pub async fn cluster(url: &str, n: usize) -> Vec<Host> {
         let clock = ManualClock::new(T0);
+        let mut hosts = Vec::with_capacity(n);
+        for i in 0..n {
+            let dir = tempfile::tempdir().unwrap();
+            hosts.push(Host::sharing(url, dir, clock.clone(), &format!("host-{i}")).await);
+        }
+        hosts
+    }
+
+    async fn sharing(
+        url: &str,
+        dir: tempfile::TempDir,
+        clock: Arc<ManualClock>,
+        host_id: &str,
+    ) -> Host {
         let engine = Engine::new(EngineConfig {
             max_instances: 32,
             cache_dir: Some(artifact_cache()),
@@ -91,7 +111,7 @@ impl Host {
         })
         .unwrap();
         let store = Store::open(url).await.unwrap();
-        let runtime = Runtime::new(engine, store, clock.clone());
+        let runtime = Runtime::new(engine, store, clock.clone()).with_host_id(host_id);
         for dir in template_dirs() {
             cairn::hotload::register_templates(&runtime, DEFAULT_TENANT, &dir)
                 .await
@@ -349,6 +369,23 @@ impl Server {
     pub fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// Freezes the process (SIGSTOP): it holds its connections and leases
+    /// but does nothing, like a host stalled by its machine.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Thaws a paused process (SIGCONT); it goes on where it stopped.
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) on our own child, which has not been reaped.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     }
 
     /// Stops the process with SIGTERM (a graceful shutdown) and waits for it.

@@ -246,6 +246,12 @@ impl Scheduler {
         let result = self.runtime.store.commit_steps(&commits).await?;
         let applied = result.applied;
         let committed = applied.iter().filter(|a| **a).count();
+        if committed < applied.len() {
+            tracing::info!(
+                discarded = applied.len() - committed,
+                "steps discarded: their runs moved on (an exit, a cancel, or another host took the lease)"
+            );
+        }
         if commits.iter().any(|c| !c.record.outbox.is_empty()) {
             self.runtime.deliveries.notify_one();
         }

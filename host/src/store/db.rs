@@ -63,6 +63,12 @@ pub struct Store {
 const SQLITE_SETTINGS: &str = "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
      PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;";
 
+/// Per-connection Postgres settings. cairn's transactions never wait on
+/// anything between statements, so a session idle inside one belongs to a
+/// host that is frozen (SIGSTOP, a stalled VM): Postgres ends it after 10 s,
+/// and the locks it held (its users, its runs' rows) pass to the live hosts.
+const POSTGRES_SETTINGS: &str = "SET idle_in_transaction_session_timeout = 10000";
+
 /// Connections per host to Postgres (`CAIRN_DB_POOL` overrides).
 const POSTGRES_POOL: u32 = 16;
 
@@ -124,6 +130,12 @@ impl Store {
                 AnyPoolOptions::new()
                     .max_connections(size)
                     .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(POSTGRES_SETTINGS).await?;
+                            Ok(())
+                        })
+                    })
                     .connect(url)
                     .await?
             }

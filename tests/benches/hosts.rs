@@ -1,0 +1,146 @@
+//! Many hosts on one database, side by side in one run:
+//! `cargo bench -p cairn-tests --bench hosts [-- section]`.
+//!
+//! SQLite with one host beside Postgres (a local cluster with its default
+//! durability) with 1, 2 and 3 hosts. The hosts are in this process, each
+//! with its own connection pool, engine, scheduler and lease owner, all on
+//! one virtual clock; they share this machine's cores with Postgres.
+//!
+//! - steps/s: 6,000 looper runs come due at once and the hosts' schedulers
+//!   drain them (median of 3 rounds);
+//! - event-to-resume latency at a sustained 1,000 events/s, the events sent
+//!   to the hosts in turn (the ingesting host runs the step it resumed).
+
+use cairn::store::DEFAULT_TENANT;
+use cairn_tests::{Host, T0};
+use std::time::{Duration, Instant};
+
+#[path = "common.rs"]
+mod common;
+use common::{ms, selected};
+
+const MINUTE: u64 = 60_000;
+const RUNS: usize = 6_000;
+const USERS: usize = 5_000;
+const RATE: u64 = 1_000;
+
+/// The configurations measured, in order.
+const SETUPS: [(&str, usize); 4] = [
+    ("sqlite", 1),
+    ("postgres", 1),
+    ("postgres", 2),
+    ("postgres", 3),
+];
+
+async fn hosts(backend: &str, n: usize) -> Vec<Host> {
+    match backend {
+        "sqlite" => vec![Host::new().await],
+        _ => {
+            let url = cairn_tests::postgres::durable_database().await;
+            Host::cluster(&url, n).await
+        }
+    }
+}
+
+/// Steps/s of the hosts' schedulers draining `RUNS` runs that came due at once.
+async fn steps_per_second(hosts: &[Host]) -> Vec<f64> {
+    let first = &hosts[0];
+    let journey = first.deploy("looper").await;
+    for i in 0..RUNS {
+        first
+            .runtime
+            .store
+            .create_run(
+                DEFAULT_TENANT,
+                &journey,
+                &format!("user-{i}"),
+                r#"{"n":1000}"#,
+                T0,
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(first.drain().await, RUNS);
+    let (committed_tx, mut committed) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+    for host in hosts {
+        let mut commits = host.runtime.committed.subscribe();
+        let forward = committed_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Ok(runs) = commits.recv().await {
+                if forward.send(runs.len()).is_err() {
+                    break;
+                }
+            }
+        }));
+        tasks.push(tokio::spawn(host.scheduler.clone().run()));
+    }
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        first.clock.advance(MINUTE);
+        let started = Instant::now();
+        for host in hosts {
+            host.runtime.work.notify_one();
+        }
+        let mut steps = 0;
+        while steps < RUNS {
+            steps += tokio::time::timeout(Duration::from_secs(120), committed.recv())
+                .await
+                .expect("steps stopped committing")
+                .expect("a host stopped");
+        }
+        rates.push(RUNS as f64 / started.elapsed().as_secs_f64());
+    }
+    for task in tasks {
+        task.abort();
+    }
+    rates
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        if selected("steps throughput") {
+            println!("== steps/s: {RUNS} looper runs due at once, drained by every host (median of 3)");
+            for (backend, n) in SETUPS {
+                let rates = steps_per_second(&hosts(backend, n).await).await;
+                println!(
+                    "{backend:>8} x {n} host(s): {:>6.0} steps/s  (rounds: {})",
+                    median(rates.clone()),
+                    rates
+                        .iter()
+                        .map(|r| format!("{r:.0}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            println!();
+        }
+        if selected("latency event-to-resume") {
+            println!(
+                "== event-to-resume at a sustained {RATE} events/s ({USERS} runs waiting), events sent to the hosts in turn"
+            );
+            for (backend, n) in SETUPS {
+                let measured = common::event_to_resume(&hosts(backend, n).await, USERS, RATE).await;
+                println!(
+                    "{backend:>8} x {n} host(s): p50 {}  p99 {}  max {}  (ingest alone p50 {}  p99 {}; {:.0} events/s)",
+                    ms(measured.latency.p50()),
+                    ms(measured.latency.p99()),
+                    ms(measured.latency.max()),
+                    ms(measured.ingest.p50()),
+                    ms(measured.ingest.p99()),
+                    USERS as f64 / measured.elapsed.as_secs_f64()
+                );
+            }
+            println!();
+        }
+    });
+}
