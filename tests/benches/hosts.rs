@@ -7,7 +7,8 @@
 //! one virtual clock; they share this machine's cores with Postgres.
 //!
 //! - steps/s: 6,000 looper runs come due at once and the hosts' schedulers
-//!   drain them (median of 3 rounds);
+//!   drain them (median of 3 rounds), with the CPU time the hosts and the
+//!   Postgres processes used meanwhile (where the two cores went);
 //! - event-to-resume latency at a sustained 1,000 events/s, the events sent
 //!   to the hosts in turn (the ingesting host runs the step it resumed).
 
@@ -42,8 +43,39 @@ async fn hosts(backend: &str, n: usize) -> Vec<Host> {
     }
 }
 
-/// Steps/s of the hosts' schedulers draining `RUNS` runs that came due at once.
-async fn steps_per_second(hosts: &[Host]) -> Vec<f64> {
+/// CPU seconds used so far by this process (the hosts) and by every
+/// `postgres` process on the machine (the benchmark's cluster), from /proc.
+fn cpu_seconds() -> (f64, f64) {
+    fn ticks(stat: &str) -> Option<(String, u64)> {
+        // "pid (comm) state ...": utime and stime are fields 14 and 15.
+        let (head, rest) = stat.rsplit_once(") ")?;
+        let comm = head.split_once(" (")?.1.to_string();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        Some((
+            comm,
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?,
+        ))
+    }
+    let hz = 100.0; // USER_HZ on Linux
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| ticks(&s))
+        .map_or(0, |(_, t)| t);
+    let mut postgres = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(stat) = std::fs::read_to_string(entry.path().join("stat"))
+            && let Some((comm, t)) = ticks(&stat)
+            && comm == "postgres"
+        {
+            postgres += t;
+        }
+    }
+    (own as f64 / hz, postgres as f64 / hz)
+}
+
+/// Steps/s of the hosts' schedulers draining `RUNS` runs that came due at
+/// once, per round, and the CPU the hosts and Postgres used over all rounds.
+async fn steps_per_second(hosts: &[Host]) -> (Vec<f64>, (f64, f64, f64)) {
     let first = &hosts[0];
     let journey = first.deploy("looper").await;
     for i in 0..RUNS {
@@ -76,6 +108,8 @@ async fn steps_per_second(hosts: &[Host]) -> Vec<f64> {
         tasks.push(tokio::spawn(host.scheduler.clone().run()));
     }
     let mut rates = Vec::new();
+    let (cpu_hosts, cpu_postgres) = cpu_seconds();
+    let wall = Instant::now();
     for _ in 0..3 {
         first.clock.advance(MINUTE);
         let started = Instant::now();
@@ -91,10 +125,18 @@ async fn steps_per_second(hosts: &[Host]) -> Vec<f64> {
         }
         rates.push(RUNS as f64 / started.elapsed().as_secs_f64());
     }
+    let (hosts_after, postgres_after) = cpu_seconds();
     for task in tasks {
         task.abort();
     }
-    rates
+    (
+        rates,
+        (
+            wall.elapsed().as_secs_f64(),
+            hosts_after - cpu_hosts,
+            postgres_after - cpu_postgres,
+        ),
+    )
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -111,9 +153,10 @@ fn main() {
         if selected("steps throughput") {
             println!("== steps/s: {RUNS} looper runs due at once, drained by every host (median of 3)");
             for (backend, n) in SETUPS {
-                let rates = steps_per_second(&hosts(backend, n).await).await;
+                let (rates, (wall, cpu_hosts, cpu_postgres)) =
+                    steps_per_second(&hosts(backend, n).await).await;
                 println!(
-                    "{backend:>8} x {n} host(s): {:>6.0} steps/s  (rounds: {})",
+                    "{backend:>8} x {n} host(s): {:>6.0} steps/s  (rounds: {});  CPU over {wall:.1} s: hosts {cpu_hosts:.1} s, postgres {cpu_postgres:.1} s",
                     median(rates.clone()),
                     rates
                         .iter()
