@@ -392,3 +392,69 @@ async fn two_hosts_claiming_at_once_never_take_the_same_run() {
     assert_eq!(claimed, 200, "every due run was claimed");
     assert!(!from_a.is_empty() && !from_b.is_empty());
 }
+
+/// SIGTERM hands back the leases a host holds: the run whose step it was
+/// executing is free for another host at once, not after `--lease-ms`.
+#[tokio::test]
+async fn a_host_stopped_with_sigterm_hands_its_leases_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = cairn_tests::postgres::database().await;
+    let cairn = env!("CARGO_BIN_EXE_cairn-under-test");
+    let migrated = std::process::Command::new(cairn)
+        .args(["migrate", "--db", &url])
+        .output()
+        .unwrap();
+    assert!(migrated.status.success());
+    // A lease far longer than the test: only a hand-back frees the run.
+    let server = cairn_tests::Server::start_on(
+        cairn,
+        &url,
+        dir.path(),
+        &["--host-id", "leaving", "--lease-ms", "600000"],
+    );
+    let (status, _) = server
+        .post_bytes("/v1/journeys", component("hostile"))
+        .await;
+    assert_eq!(status, 201);
+    // An hour in, a step that spins until the CPU limit stops it (a second).
+    let (status, run) = server
+        .post(
+            "/v1/journeys/hostile/runs",
+            &json!({"user_id": "mallory", "input": {"attack": "loop"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{run}");
+    let path = format!("/v1/runs/{}", run["id"]);
+    server.until(&path, |r| r["status"] == "waiting").await;
+    server
+        .post("/v1/clock/advance", &json!({"ms": 2 * 3_600_000}))
+        .await;
+    let db = sqlx::PgPool::connect(&url).await.unwrap();
+    let leased = || async {
+        sqlx::query_as::<_, (String, Option<String>)>(
+            "SELECT status, lease_owner FROM runs WHERE id = $1",
+        )
+        .bind(run["id"].as_i64().unwrap())
+        .fetch_one(&db)
+        .await
+        .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while leased().await.1.is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step was never claimed: {:?}",
+            leased().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(server.terminate().success());
+    // The step was abandoned, not committed, and nobody holds the run.
+    assert_eq!(leased().await, ("waiting".to_string(), None));
+    let step: i64 = sqlx::query_scalar("SELECT step FROM runs WHERE id = $1")
+        .bind(run["id"].as_i64().unwrap())
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(step, 1, "the spinning step was not committed");
+}
