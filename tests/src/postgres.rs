@@ -1,6 +1,7 @@
 //! A throwaway PostgreSQL cluster for the tests: `initdb` into a temporary
 //! directory, `postgres` listening on a loopback port, one fresh database
-//! per test. The server dies with the test process (PR_SET_PDEATHSIG), and
+//! per test. The server dies with the test process (PR_SET_PDEATHSIG), a
+//! later run removes the directories dead runs left behind, and
 //! runs as the `postgres` user when the tests run as root (initdb refuses
 //! root). The binaries come from PATH or `/usr/lib/postgresql/*/bin`
 //! (`.ci/run` installs Debian's `postgresql` package if they are missing).
@@ -61,17 +62,22 @@ fn run_as() -> Option<(u32, u32)> {
     Some((id("-u"), id("-g")))
 }
 
-fn command(program: &Path, user: Option<(u32, u32)>) -> Command {
+/// `program` as `user`; with `die_with_parent`, it gets SIGINT (Postgres'
+/// fast shutdown) when the thread that spawned it exits.
+fn command(program: &Path, user: Option<(u32, u32)>, die_with_parent: bool) -> Command {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(program);
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
             if let Some((uid, gid)) = user
                 && (libc::setgid(gid) != 0 || libc::setuid(uid) != 0)
             {
                 return Err(std::io::Error::last_os_error());
+            }
+            // After setuid, which clears the parent-death signal.
+            if die_with_parent {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT);
             }
             Ok(())
         });
@@ -79,14 +85,43 @@ fn command(program: &Path, user: Option<(u32, u32)>) -> Command {
     cmd
 }
 
+/// The prefix of the clusters' directories in the temporary directory.
+const DIR_PREFIX: &str = "cairn-pg-";
+
+/// Removes the directories of clusters whose test process is gone (a test
+/// binary exits without dropping statics, so they stay behind).
+fn remove_stale_clusters() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(DIR_PREFIX) {
+            continue;
+        }
+        let owner: Option<i32> = std::fs::read_to_string(entry.path().join("owner.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok());
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        let alive = owner.is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0);
+        if !alive {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn start(durable: bool) -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
+    remove_stale_clusters();
+    let dir = tempfile::Builder::new()
+        .prefix(DIR_PREFIX)
+        .tempdir()
+        .unwrap();
+    std::fs::write(dir.path().join("owner.pid"), std::process::id().to_string()).unwrap();
     let user = run_as();
     let data = dir.path().join("data");
     if let Some((uid, gid)) = user {
         std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
     }
-    let out = command(&program("initdb"), user)
+    let out = command(&program("initdb"), user, false)
         .args([
             "--auth=trust",
             "--username=postgres",
@@ -108,7 +143,8 @@ fn start(durable: bool) -> Cluster {
         .unwrap()
         .port();
     let log = std::fs::File::create(dir.path().join("postgres.log")).unwrap();
-    let server = command(&program("postgres"), user)
+    let mut server = command(&program("postgres"), user, true);
+    server
         .arg("-D")
         .arg(&data)
         .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
@@ -128,9 +164,18 @@ fn start(durable: bool) -> Cluster {
         })
         .args(["-c", "max_connections=300"])
         .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+        .stderr(log);
+    // Spawned from a thread that lives as long as the process: the server
+    // gets its parent-death signal when the test process exits, not when
+    // the test that happened to start it finishes.
+    let (spawned, child) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        spawned.send(server.spawn()).unwrap();
+        loop {
+            std::thread::park();
+        }
+    });
+    let server = child.recv().unwrap().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
