@@ -31,6 +31,8 @@ pub struct Scheduler {
     parallelism: usize,
     /// Runs claimed and not yet committed: the heartbeat renews their leases.
     executing: Arc<Mutex<HashSet<i64>>>,
+    /// When the store was last asked for due runs.
+    asked_store: Arc<Mutex<Option<Instant>>>,
 }
 
 /// A claimed batch whose steps are executing.
@@ -50,6 +52,10 @@ enum Executed {
         reason: String,
     },
 }
+
+/// How often, at most, the store is asked for due runs while ingest keeps
+/// handing runs over (timers then start up to this much late).
+const STORE_CHECK_WHILE_HANDED: Duration = Duration::from_millis(10);
 
 /// How long a deferred step waits before it may be claimed again.
 const DEFER_MS: u64 = 1_000;
@@ -80,6 +86,7 @@ impl Scheduler {
             batch: 256,
             parallelism: std::thread::available_parallelism().map_or(2, usize::from),
             executing: Arc::default(),
+            asked_store: Arc::default(),
         }
     }
 
@@ -151,8 +158,20 @@ impl Scheduler {
             let n = handoff.len().min(batch - batch / 4);
             handoff.drain(..n).collect()
         };
-        let room = (batch - due.len()) as u32;
-        due.extend(self.runtime.store.claim_due(&lease, now, room).await?);
+        // While events keep handing runs over, the store is asked for due
+        // timers at most every few milliseconds: each question is a read on
+        // the way of every event.
+        let handed = !due.is_empty();
+        let asked_lately = self
+            .asked_store
+            .lock()
+            .expect("asked lock")
+            .is_some_and(|at| at.elapsed() < STORE_CHECK_WHILE_HANDED);
+        if !(handed && asked_lately) {
+            let room = (batch - due.len()) as u32;
+            due.extend(self.runtime.store.claim_due(&lease, now, room).await?);
+            *self.asked_store.lock().expect("asked lock") = Some(Instant::now());
+        }
         if due.is_empty() {
             return Ok(None);
         }

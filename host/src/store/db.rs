@@ -107,6 +107,8 @@ impl Store {
                     .min_connections(if memory { 1 } else { 0 })
                     .idle_timeout((!memory).then_some(Duration::from_secs(600)))
                     .max_lifetime((!memory).then_some(Duration::from_secs(3600)))
+                    // An in-process connection cannot drop: no ping before each use.
+                    .test_before_acquire(false)
                     .after_connect(move |conn, _| {
                         Box::pin(async move {
                             conn.execute(SQLITE_SETTINGS).await?;
