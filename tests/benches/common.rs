@@ -139,21 +139,7 @@ pub async fn event_to_resume(hosts: &[Host], users: usize, rate: u64) -> EventTo
     first.advance(DAY).await; // everyone now waits for "purchased"
     let user_of: HashMap<i64, usize> = runs.iter().enumerate().map(|(i, r)| (*r, i)).collect();
 
-    // Whichever host commits a step, its runs come through here.
-    let (committed_tx, mut committed) = tokio::sync::mpsc::unbounded_channel();
-    let mut tasks = Vec::new();
-    for host in hosts {
-        let mut commits = host.runtime.committed.subscribe();
-        let forward = committed_tx.clone();
-        tasks.push(tokio::spawn(async move {
-            while let Ok(runs) = commits.recv().await {
-                if forward.send((runs, Instant::now())).is_err() {
-                    break;
-                }
-            }
-        }));
-        tasks.push(tokio::spawn(host.scheduler.clone().run()));
-    }
+    let mut running = Running::start(hosts);
     let start = Instant::now();
     let sender = {
         let runtimes: Vec<_> = hosts.iter().map(|h| h.runtime.clone()).collect();
@@ -189,10 +175,7 @@ pub async fn event_to_resume(hosts: &[Host], users: usize, rate: u64) -> EventTo
     let mut resumed_at = vec![None; users];
     let mut seen = 0;
     while seen < users {
-        let (runs, at) = tokio::time::timeout(Duration::from_secs(60), committed.recv())
-            .await
-            .expect("steps stopped committing")
-            .expect("a host stopped");
+        let (runs, at) = running.next_commit().await;
         for run in runs.iter() {
             if let Some(&user) = user_of.get(run)
                 && resumed_at[user].is_none()
@@ -203,9 +186,7 @@ pub async fn event_to_resume(hosts: &[Host], users: usize, rate: u64) -> EventTo
         }
     }
     let (sent, ingest) = sender.await.unwrap();
-    for task in tasks {
-        task.abort();
-    }
+    drop(running);
     EventToResume {
         latency: Stats::of(
             sent.iter()
@@ -215,5 +196,48 @@ pub async fn event_to_resume(hosts: &[Host], users: usize, rate: u64) -> EventTo
         ),
         ingest: Stats::of(ingest),
         elapsed: sent.last().unwrap().duration_since(start),
+    }
+}
+
+/// The hosts' schedulers running, and every commit any of them makes.
+pub struct Running {
+    commits: tokio::sync::mpsc::UnboundedReceiver<(std::sync::Arc<[i64]>, Instant)>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Starts each host's scheduler; their commits come through [`Running::next_commit`].
+    pub fn start(hosts: &[Host]) -> Running {
+        let (forward, commits) = tokio::sync::mpsc::unbounded_channel();
+        let mut tasks = Vec::new();
+        for host in hosts {
+            let mut committed = host.runtime.committed.subscribe();
+            let forward = forward.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Ok(runs) = committed.recv().await {
+                    if forward.send((runs, Instant::now())).is_err() {
+                        break;
+                    }
+                }
+            }));
+            tasks.push(tokio::spawn(host.scheduler.clone().run()));
+        }
+        Running { commits, tasks }
+    }
+
+    /// The runs of the next group commit on any host, and when it arrived.
+    pub async fn next_commit(&mut self) -> (std::sync::Arc<[i64]>, Instant) {
+        tokio::time::timeout(Duration::from_secs(120), self.commits.recv())
+            .await
+            .expect("steps stopped committing")
+            .expect("a host stopped")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }

@@ -14,7 +14,7 @@
 
 use cairn::store::DEFAULT_TENANT;
 use cairn_tests::{Host, T0};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[path = "common.rs"]
 mod common;
@@ -93,20 +93,7 @@ async fn steps_per_second(hosts: &[Host]) -> (Vec<f64>, (f64, f64, f64)) {
             .unwrap();
     }
     assert_eq!(first.drain().await, RUNS);
-    let (committed_tx, mut committed) = tokio::sync::mpsc::unbounded_channel();
-    let mut tasks = Vec::new();
-    for host in hosts {
-        let mut commits = host.runtime.committed.subscribe();
-        let forward = committed_tx.clone();
-        tasks.push(tokio::spawn(async move {
-            while let Ok(runs) = commits.recv().await {
-                if forward.send(runs.len()).is_err() {
-                    break;
-                }
-            }
-        }));
-        tasks.push(tokio::spawn(host.scheduler.clone().run()));
-    }
+    let mut running = common::Running::start(hosts);
     let mut rates = Vec::new();
     let (cpu_hosts, cpu_postgres) = cpu_seconds();
     let wall = Instant::now();
@@ -118,17 +105,12 @@ async fn steps_per_second(hosts: &[Host]) -> (Vec<f64>, (f64, f64, f64)) {
         }
         let mut steps = 0;
         while steps < RUNS {
-            steps += tokio::time::timeout(Duration::from_secs(120), committed.recv())
-                .await
-                .expect("steps stopped committing")
-                .expect("a host stopped");
+            steps += running.next_commit().await.0.len();
         }
         rates.push(RUNS as f64 / started.elapsed().as_secs_f64());
     }
     let (hosts_after, postgres_after) = cpu_seconds();
-    for task in tasks {
-        task.abort();
-    }
+    drop(running);
     (
         rates,
         (

@@ -262,15 +262,7 @@ async fn serve_runs_on_postgres() {
         stderr.contains("run `cairn migrate --db URL` first"),
         "{stderr}"
     );
-    let migrated = std::process::Command::new(cairn)
-        .args(["migrate", "--db", &url])
-        .output()
-        .unwrap();
-    assert!(
-        migrated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&migrated.stderr)
-    );
+    cairn_tests::migrate(cairn, &url);
     let server = cairn_tests::Server::start_on(
         env!("CARGO_BIN_EXE_cairn-under-test"),
         &url,
@@ -400,11 +392,7 @@ async fn a_host_stopped_with_sigterm_hands_its_leases_back() {
     let dir = tempfile::tempdir().unwrap();
     let url = cairn_tests::postgres::database().await;
     let cairn = env!("CARGO_BIN_EXE_cairn-under-test");
-    let migrated = std::process::Command::new(cairn)
-        .args(["migrate", "--db", &url])
-        .output()
-        .unwrap();
-    assert!(migrated.status.success());
+    cairn_tests::migrate(cairn, &url);
     // A lease far longer than the test: only a hand-back frees the run.
     let server = cairn_tests::Server::start_on(
         cairn,

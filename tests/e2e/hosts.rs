@@ -151,11 +151,7 @@ async fn three_hosts_share_the_work_through_a_kill_and_a_freeze_past_the_lease()
         .unwrap_or(0x3405);
     eprintln!("multi-host soak seed {seed} (CAIRN_SOAK_SEED)");
     let url = cairn_tests::postgres::database().await;
-    let migrated = std::process::Command::new(CAIRN)
-        .args(["migrate", "--db", &url])
-        .output()
-        .unwrap();
-    assert!(migrated.status.success());
+    cairn_tests::migrate(CAIRN, &url);
     let mut cluster = Cluster {
         url,
         dir: tempfile::tempdir().unwrap(),

@@ -255,6 +255,20 @@ fn log_file(path: &std::path::Path) -> std::process::Stdio {
     }
 }
 
+/// Runs `cairn migrate --db URL` (`binary` as for [`Server::start`]) and
+/// checks that it succeeded: a shared Postgres is migrated once, explicitly.
+pub fn migrate(binary: &str, url: &str) {
+    let out = std::process::Command::new(binary)
+        .args(["migrate", "--db", url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cairn migrate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A `cairn serve` child process on a loopback port, on a virtual clock.
 /// It derefs to an [`Api`] client without a key.
 pub struct Server {
