@@ -64,7 +64,8 @@ const SQLITE_SETTINGS: &str = "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout 
      PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;";
 
 /// Per-connection Postgres settings. cairn's transactions never wait on
-/// anything between statements, so a session idle inside one belongs to a
+/// anything between statements (except `import`, which reads its input
+/// inside one and lifts this), so a session idle inside one belongs to a
 /// host that is frozen (SIGSTOP, a stalled VM): Postgres ends it after 10 s,
 /// and the locks it held (its users, its runs' rows) pass to the live hosts.
 const POSTGRES_SETTINGS: &str = "SET idle_in_transaction_session_timeout = 10000";

@@ -128,6 +128,12 @@ impl Store {
             kinds.insert(table, self.columns(table).await?);
         }
         let mut tx = self.write_tx().await?;
+        if tx.backend == super::db::Backend::Postgres {
+            // The input may be a slow pipe: this transaction may idle between rows.
+            sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0")
+                .execute(&mut *tx)
+                .await?;
+        }
         let mut rows = 0;
         for (number, line) in input.lines().enumerate() {
             let bad =
