@@ -37,6 +37,33 @@ pub async fn bench_host() -> cairn_tests::Host {
     }
 }
 
+/// Runs a benchmark's async sections on a multi-threaded tokio runtime.
+pub fn block_on<F: std::future::Future>(sections: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(sections)
+}
+
+/// Creates `n` runs of the looper journey (`{"n":1000}`: a thousand
+/// one-minute sleeps), for users `user-0`.., starting at `at`.
+pub async fn create_loopers(host: &Host, journey: &str, n: usize, at: u64) {
+    for i in 0..n {
+        host.runtime
+            .store
+            .create_run(
+                DEFAULT_TENANT,
+                journey,
+                &format!("user-{i}"),
+                r#"{"n":1000}"#,
+                at,
+            )
+            .await
+            .unwrap();
+    }
+}
+
 /// Whether to run `section`: every section whose names contain one of the
 /// arguments (`cargo bench -p cairn-tests --bench core -- throughput`), or
 /// all of them when there is none.

@@ -13,7 +13,7 @@
 use cairn::durable::StepEnv;
 use cairn::engine::step::Wake;
 use cairn::engine::{Engine, EngineConfig, Session, StepCall};
-use cairn::store::{DEFAULT_TENANT, LEASE_MS, Lease};
+use cairn::store::{LEASE_MS, Lease};
 use cairn_tests::{DAY, Host, NowMs, T0, component};
 use std::time::{Duration, Instant};
 
@@ -28,11 +28,7 @@ fn env(step: u32) -> StepEnv {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    common::block_on(async {
         if selected("snapshot-sizes") {
             snapshot_sizes().await;
         }
@@ -307,19 +303,7 @@ async fn throughput_with(workers: usize) {
     host.scheduler = host.scheduler.clone().with_parallelism(workers);
     let journey = host.deploy("looper").await;
     let t = Instant::now();
-    for i in 0..RUNS {
-        host.runtime
-            .store
-            .create_run(
-                DEFAULT_TENANT,
-                &journey,
-                &format!("user-{i}"),
-                r#"{"n":1000}"#,
-                T0,
-            )
-            .await
-            .unwrap();
-    }
+    common::create_loopers(&host, &journey, RUNS, T0).await;
     let created = t.elapsed();
     let t = Instant::now();
     let started = host.drain().await;

@@ -174,11 +174,7 @@ async fn policy_latency() {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    common::block_on(async {
         if selected("drain rate outbox") {
             drain_rates().await;
         }

@@ -118,11 +118,7 @@ async fn memory() {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    common::block_on(async {
         if selected("latency event-to-resume") {
             event_to_resume().await;
         }

@@ -12,7 +12,6 @@
 //! - event-to-resume latency at a sustained 1,000 events/s, the events sent
 //!   to the hosts in turn (the ingesting host runs the step it resumed).
 
-use cairn::store::DEFAULT_TENANT;
 use cairn_tests::{Host, T0};
 use std::time::Instant;
 
@@ -78,20 +77,7 @@ fn cpu_seconds() -> (f64, f64) {
 async fn steps_per_second(hosts: &[Host]) -> (Vec<f64>, (f64, f64, f64)) {
     let first = &hosts[0];
     let journey = first.deploy("looper").await;
-    for i in 0..RUNS {
-        first
-            .runtime
-            .store
-            .create_run(
-                DEFAULT_TENANT,
-                &journey,
-                &format!("user-{i}"),
-                r#"{"n":1000}"#,
-                T0,
-            )
-            .await
-            .unwrap();
-    }
+    common::create_loopers(first, &journey, RUNS, T0).await;
     assert_eq!(first.drain().await, RUNS);
     let mut running = common::Running::start(hosts);
     let mut rates = Vec::new();
@@ -127,13 +113,11 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    common::block_on(async {
         if selected("steps throughput") {
-            println!("== steps/s: {RUNS} looper runs due at once, drained by every host (median of 3)");
+            println!(
+                "== steps/s: {RUNS} looper runs due at once, drained by every host (median of 3)"
+            );
             for (backend, n) in SETUPS {
                 let (rates, (wall, cpu_hosts, cpu_postgres)) =
                     steps_per_second(&hosts(backend, n).await).await;
