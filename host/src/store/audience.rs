@@ -115,7 +115,7 @@ impl Store {
             .bind(address)
             .bind(since.map(|t| t as i64))
             .bind(template)
-            .fetch_one(self.pool())
+            .fetch_one(&mut *self.reader().await?)
             .await?;
         let unsubscribed: Vec<String> = serde_json::from_str(row.get("unsubscribed"))
             .map_err(StoreError::corrupt("preferences"))?;

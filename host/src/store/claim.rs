@@ -44,7 +44,7 @@ impl Store {
         )
         .bind(now as i64)
         .bind(lease.now as i64)
-        .fetch_one(self.pool())
+        .fetch_one(&mut *self.reader().await?)
         .await?;
         if any == 0 {
             return Ok(Vec::new());
@@ -169,17 +169,22 @@ impl Store {
         Ok(at.unwrap_or(0).max(0) as u64)
     }
 
-    /// When the next run comes due, if any run waits.
+    /// When the next run no host holds comes due, if any (`lease_now`:
+    /// system time). A leased run is executing; if its host dies, it comes
+    /// due again when the lease runs out, which the next poll finds.
     ///
     /// # Errors
     /// A database failure.
-    pub async fn next_due_at(&self) -> Result<Option<u64>, StoreError> {
-        let at: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(due_at) FROM runs WHERE status IN ('active', 'waiting')",
+    pub async fn next_due_at(&self, lease_now: u64) -> Result<Option<u64>, StoreError> {
+        // In due order, not MIN(): the scan stops at the first unleased run.
+        let at: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT due_at FROM runs WHERE status IN ('active', 'waiting')
+             AND (lease_until IS NULL OR lease_until < $1) ORDER BY due_at LIMIT 1",
         )
-        .fetch_one(self.pool())
+        .bind(lease_now as i64)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
-        Ok(at.map(|t| t as u64))
+        Ok(at.flatten().map(|t| t as u64))
     }
 }
 

@@ -5,6 +5,7 @@
 //! `migrations/postgres`.
 
 use super::StoreError;
+use super::connections::{Reader, Readers, SQLITE_SETTINGS, TxConn, WriterSlot, open_sqlite};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 use std::sync::Arc;
@@ -51,17 +52,12 @@ impl Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// Serializes this process's writers; see [`WriteTx`].
-    write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Serializes this process's writers (see [`WriteTx`]), and holds the
+    /// SQLite writer connection.
+    write_lock: Arc<tokio::sync::Mutex<WriterSlot>>,
+    /// Connections for the reads on every event's way.
+    readers: Readers,
 }
-
-/// Per-connection SQLite settings. `synchronous = NORMAL` in WAL mode: a
-/// commit is durable against a crash of the process (not of the machine)
-/// without an fsync. Checkpoints run in the background (see
-/// `checkpoint_wal`), not inline in whichever commit crosses 1,000 WAL
-/// pages; after a burst, a rewound log is cut back to 64 MiB.
-const SQLITE_SETTINGS: &str = "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
-     PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;";
 
 /// Per-connection Postgres settings. cairn's transactions never wait on
 /// anything between statements (except `import`, which reads its input
@@ -93,6 +89,7 @@ impl Store {
         sqlx::any::install_default_drivers();
         let backend = Backend::of(url)?;
         let memory = url.contains(":memory:");
+        let mut own_url = None;
         let pool = match backend {
             Backend::Sqlite => {
                 let url = if memory || url.contains("mode=") {
@@ -122,6 +119,8 @@ impl Store {
                     sqlx::query("PRAGMA journal_mode = WAL")
                         .execute(&pool)
                         .await?;
+                    // A file has connections of its own; see `connections`.
+                    own_url = Some(url);
                 }
                 pool
             }
@@ -152,14 +151,25 @@ impl Store {
                 known: schema_version(),
             });
         }
-        let write_lock: Arc<tokio::sync::Mutex<()>> = Default::default();
-        if backend == Backend::Sqlite && !memory {
-            tokio::spawn(checkpoint_wal(pool.clone(), write_lock.clone()));
+        let writer = match &own_url {
+            Some(url) => Some(open_sqlite(url).await?),
+            None => None,
+        };
+        let write_lock = Arc::new(tokio::sync::Mutex::new(WriterSlot::new(writer)));
+        let sqlite_file = own_url.is_some();
+        let readers = Readers::new(own_url);
+        if sqlite_file {
+            tokio::spawn(checkpoint_wal(
+                pool.clone(),
+                readers.clone(),
+                write_lock.clone(),
+            ));
         }
         Ok(Store {
             pool,
             backend,
             write_lock,
+            readers,
         })
     }
 
@@ -168,26 +178,28 @@ impl Store {
         self.backend
     }
 
-    /// Starts a transaction that will write. `BEGIN IMMEDIATE` takes the
-    /// write lock up front: a deferred transaction that reads first and then
-    /// writes fails at once (SQLITE_BUSY_SNAPSHOT) when another writer
-    /// committed in between, which waiting cannot fix.
+    /// Starts a transaction that will write, on the SQLite writer (or a
+    /// Postgres pool connection), holding this process's write lock.
     pub(super) async fn write_tx(&self) -> Result<WriteTx, StoreError> {
         let lock = self.write_lock.clone().lock_owned().await;
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        };
         Ok(WriteTx {
-            tx,
+            tx: TxConn::begin(lock, &self.pool).await?,
             backend: self.backend,
-            _lock: lock,
         })
     }
 
-    /// Holds this process's write lock for a single write statement.
-    pub(super) async fn write_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.write_lock.lock().await
+    /// Holds this process's write lock for a single write statement (on
+    /// the pool).
+    pub(super) async fn write_lock(&self) -> tokio::sync::MutexGuard<'_, WriterSlot> {
+        let mut writer = self.write_lock.lock().await;
+        writer.settled().await;
+        writer
+    }
+
+    /// A connection for a read on every event's way (a kept SQLite
+    /// reader: no pool round trip); other reads use [`Store::pool`].
+    pub(super) async fn reader(&self) -> Result<Reader, StoreError> {
+        Ok(self.readers.get(&self.pool).await?)
     }
 
     /// The raw pool, for tests that inspect tables directly.
@@ -252,15 +264,26 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// runs while holding this process's write lock: it copies only the frames
 /// that arrived meanwhile, and the next writer rewinds the log to its start.
 /// Ends when the pool closes.
-async fn checkpoint_wal(pool: AnyPool, write_lock: Arc<tokio::sync::Mutex<()>>) {
+async fn checkpoint_wal(
+    pool: AnyPool,
+    readers: Readers,
+    write_lock: Arc<tokio::sync::Mutex<WriterSlot>>,
+) {
     let mut every = tokio::time::interval(CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !pool.is_closed() {
         every.tick().await;
-        let mut result = checkpoint(&pool).await;
+        let mut result = match readers.get(&pool).await {
+            Ok(mut reader) => checkpoint(&mut reader).await,
+            Err(err) => Err(err),
+        };
         if result.is_ok() {
-            let _writers_wait = write_lock.lock().await;
-            result = checkpoint(&pool).await;
+            let mut writers_wait = write_lock.lock().await;
+            let writer = writers_wait
+                .settled()
+                .await
+                .expect("a SQLite file has a writer");
+            result = checkpoint(writer).await;
         }
         if let Err(err) = result {
             if pool.is_closed() {
@@ -271,9 +294,9 @@ async fn checkpoint_wal(pool: AnyPool, write_lock: Arc<tokio::sync::Mutex<()>>) 
     }
 }
 
-async fn checkpoint(pool: &AnyPool) -> Result<(), sqlx::Error> {
+async fn checkpoint(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
     sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-        .execute(pool)
+        .execute(conn)
         .await
         .map(drop)
 }
@@ -287,9 +310,8 @@ async fn checkpoint(pool: &AnyPool) -> Result<(), sqlx::Error> {
 /// the moment the holder commits; SQLite then never sees a busy lock. (One
 /// process writes a SQLite file; several hosts share Postgres instead.)
 pub(super) struct WriteTx {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
+    tx: TxConn,
     pub(super) backend: Backend,
-    _lock: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl WriteTx {
@@ -337,7 +359,7 @@ impl WriteTx {
         for key in keys {
             query = query.bind(key);
         }
-        query.fetch_one(&mut *self.tx).await?;
+        query.fetch_one(&mut self.tx).await?;
         Ok(())
     }
 }
@@ -354,14 +376,15 @@ fn user_lock_key(tenant: &str, user: &str) -> i64 {
 }
 
 impl std::ops::Deref for WriteTx {
-    type Target = sqlx::AnyConnection;
-    fn deref(&self) -> &Self::Target {
+    type Target = TxConn;
+    fn deref(&self) -> &TxConn {
         &self.tx
     }
 }
 
+/// Statements take `&mut *tx`: the transaction's executor (see [`TxConn`]).
 impl std::ops::DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut Self::Target {
+    fn deref_mut(&mut self) -> &mut TxConn {
         &mut self.tx
     }
 }

@@ -13,6 +13,7 @@
 mod audience;
 mod claim;
 mod commit;
+mod connections;
 mod db;
 mod events;
 mod outbox;
