@@ -76,8 +76,8 @@ pub struct Runtime {
     pub deliveries: Arc<Notify>,
     /// Woken whenever work may have come due (a new run, an event, a clock move).
     pub work: Arc<Notify>,
-    /// The runs whose steps each group commit applied, for whoever listens.
-    pub committed: tokio::sync::broadcast::Sender<Arc<[i64]>>,
+    /// Each group commit's applied steps, for whoever listens.
+    pub committed: tokio::sync::broadcast::Sender<crate::scheduler::Committed>,
     ingest: IngestWriter,
     /// Runs that events resumed, already leased to this host: the scheduler
     /// executes them before it claims anything else.

@@ -144,6 +144,39 @@ pub async fn sign_up(host: &Host, from: usize, to: usize) -> Vec<i64> {
     runs
 }
 
+/// This process's CPU time and thread switches so far (all threads).
+#[derive(Clone, Copy)]
+pub struct Usage {
+    pub cpu: Duration,
+    pub switches: u64,
+}
+
+impl Usage {
+    pub fn now() -> Usage {
+        // SAFETY: getrusage only writes the struct it is given.
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+            usage
+        };
+        let time = |t: libc::timeval| {
+            Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+        };
+        Usage {
+            cpu: time(usage.ru_utime) + time(usage.ru_stime),
+            switches: (usage.ru_nvcsw + usage.ru_nivcsw) as u64,
+        }
+    }
+
+    /// What was used since `earlier`, per one of `n` things.
+    pub fn per(self, earlier: Usage, n: usize) -> (Duration, f64) {
+        (
+            (self.cpu - earlier.cpu) / n as u32,
+            (self.switches - earlier.switches) as f64 / n as f64,
+        )
+    }
+}
+
 /// What [`event_to_resume`] measured.
 pub struct EventToResume {
     /// From the ingest call to the commit of the step the event woke.
@@ -152,6 +185,10 @@ pub struct EventToResume {
     pub ingest: Stats,
     /// From the first event sent to the last.
     pub elapsed: Duration,
+    /// CPU time (all threads) per event, from the first event to the last resume.
+    pub cpu_per_event: Duration,
+    /// Thread switches (voluntary and not) per event, likewise.
+    pub switches_per_event: f64,
 }
 
 /// Event-to-resume latency at a sustained `rate`: `users` users of the
@@ -167,6 +204,7 @@ pub async fn event_to_resume(hosts: &[Host], users: usize, rate: u64) -> EventTo
     let user_of: HashMap<i64, usize> = runs.iter().enumerate().map(|(i, r)| (*r, i)).collect();
 
     let mut running = Running::start(hosts);
+    let usage = Usage::now();
     let start = Instant::now();
     let sender = {
         let runtimes: Vec<_> = hosts.iter().map(|h| h.runtime.clone()).collect();
@@ -213,6 +251,7 @@ pub async fn event_to_resume(hosts: &[Host], users: usize, rate: u64) -> EventTo
         }
     }
     let (sent, ingest) = sender.await.unwrap();
+    let (cpu_per_event, switches_per_event) = Usage::now().per(usage, users);
     drop(running);
     EventToResume {
         latency: Stats::of(
@@ -223,41 +262,63 @@ pub async fn event_to_resume(hosts: &[Host], users: usize, rate: u64) -> EventTo
         ),
         ingest: Stats::of(ingest),
         elapsed: sent.last().unwrap().duration_since(start),
+        cpu_per_event,
+        switches_per_event,
     }
 }
 
 /// The hosts' schedulers running, and every commit any of them makes.
+///
+/// Commits carry the moment they landed, so they are collected by polling
+/// every few milliseconds: a listener woken by each commit would put a
+/// thread switch of the benchmark's own on every event's way.
 pub struct Running {
-    commits: tokio::sync::mpsc::UnboundedReceiver<(std::sync::Arc<[i64]>, Instant)>,
+    commits: Vec<tokio::sync::broadcast::Receiver<cairn::scheduler::Committed>>,
+    arrived: std::collections::VecDeque<cairn::scheduler::Committed>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     /// Starts each host's scheduler; their commits come through [`Running::next_commit`].
     pub fn start(hosts: &[Host]) -> Running {
-        let (forward, commits) = tokio::sync::mpsc::unbounded_channel();
+        let mut commits = Vec::new();
         let mut tasks = Vec::new();
         for host in hosts {
-            let mut committed = host.runtime.committed.subscribe();
-            let forward = forward.clone();
-            tasks.push(tokio::spawn(async move {
-                while let Ok(runs) = committed.recv().await {
-                    if forward.send((runs, Instant::now())).is_err() {
-                        break;
-                    }
-                }
-            }));
+            commits.push(host.runtime.committed.subscribe());
             tasks.push(tokio::spawn(host.scheduler.clone().run()));
         }
-        Running { commits, tasks }
+        Running {
+            commits,
+            arrived: Default::default(),
+            tasks,
+        }
     }
 
-    /// The runs of the next group commit on any host, and when it arrived.
+    /// The runs of the next group commit on any host, and when it landed.
     pub async fn next_commit(&mut self) -> (std::sync::Arc<[i64]>, Instant) {
-        tokio::time::timeout(Duration::from_secs(120), self.commits.recv())
-            .await
-            .expect("steps stopped committing")
-            .expect("a host stopped")
+        use tokio::sync::broadcast::error::TryRecvError;
+        let give_up = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(commit) = self.arrived.pop_front() {
+                return (commit.runs, commit.at);
+            }
+            for commits in &mut self.commits {
+                loop {
+                    match commits.try_recv() {
+                        Ok(commit) => self.arrived.push_back(commit),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Lagged(n)) => {
+                            panic!("the benchmark missed {n} commits: poll more often")
+                        }
+                        Err(TryRecvError::Closed) => panic!("a host stopped"),
+                    }
+                }
+            }
+            if self.arrived.is_empty() {
+                assert!(Instant::now() < give_up, "steps stopped committing");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
     }
 }
 

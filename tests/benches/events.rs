@@ -46,9 +46,14 @@ async fn event_to_resume() {
         ms(measured.latency.max())
     );
     println!(
-        "of which ingest (event stored, wait resolved, caller answered) p50 {}  p99 {}\n",
+        "of which ingest (event stored, wait resolved, caller answered) p50 {}  p99 {}",
         ms(measured.ingest.p50()),
         ms(measured.ingest.p99())
+    );
+    println!(
+        "per event: {} CPU (all threads), {:.1} thread switches\n",
+        common::us(measured.cpu_per_event),
+        measured.switches_per_event
     );
 }
 

@@ -33,6 +33,10 @@ pub struct Scheduler {
     executing: Arc<Mutex<HashSet<i64>>>,
     /// When the store was last asked for due runs.
     asked_store: Arc<Mutex<Option<Instant>>>,
+    /// The earliest deadline this host's commits registered since the
+    /// run loop last looked: the loop asks the store for the next deadline
+    /// at most every [`STORE_CHECK_EVERY`], and learns its own from here.
+    committed_deadline: Arc<Mutex<Option<u64>>>,
 }
 
 /// A claimed batch whose steps are executing.
@@ -54,11 +58,22 @@ enum Executed {
 }
 
 /// How often, at most, the store is asked for due runs while ingest keeps
-/// handing runs over (timers then start up to this much late).
-const STORE_CHECK_WHILE_HANDED: Duration = Duration::from_millis(10);
+/// handing runs over, or for the next deadline while work keeps arriving
+/// (timers then start up to this much late). Each question is a read on
+/// the way of every event.
+const STORE_CHECK_EVERY: Duration = Duration::from_millis(10);
 
 /// How long a deferred step waits before it may be claimed again.
 const DEFER_MS: u64 = 1_000;
+
+/// A group commit, as [`Runtime::committed`] announces it.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The runs whose steps it applied.
+    pub runs: Arc<[i64]>,
+    /// When it landed (listeners may read it later).
+    pub at: Instant,
+}
 
 /// What one tick did, and where its time went.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +102,7 @@ impl Scheduler {
             parallelism: std::thread::available_parallelism().map_or(2, usize::from),
             executing: Arc::default(),
             asked_store: Arc::default(),
+            committed_deadline: Arc::default(),
         }
     }
 
@@ -166,7 +182,7 @@ impl Scheduler {
             .asked_store
             .lock()
             .expect("asked lock")
-            .is_some_and(|at| at.elapsed() < STORE_CHECK_WHILE_HANDED);
+            .is_some_and(|at| at.elapsed() < STORE_CHECK_EVERY);
         if !(handed && asked_lately) {
             let room = (batch - due.len()) as u32;
             due.extend(self.runtime.store.claim_due(&lease, now, room).await?);
@@ -271,6 +287,18 @@ impl Scheduler {
                 "steps discarded: their runs moved on (an exit, a cancel, or another host took the lease)"
             );
         }
+        let earliest = commits
+            .iter()
+            .zip(&applied)
+            .filter_map(|(c, applied)| match &c.end {
+                StepEnd::Waiting { wait, .. } if *applied => Some(wait.deadline),
+                _ => None,
+            })
+            .min();
+        if earliest.is_some() {
+            let mut deadline = self.committed_deadline.lock().expect("deadline lock");
+            *deadline = self::earliest(*deadline, earliest);
+        }
         if commits.iter().any(|c| !c.record.outbox.is_empty()) {
             self.runtime.deliveries.notify_one();
         }
@@ -281,7 +309,10 @@ impl Scheduler {
                 .filter(|(_, applied)| **applied)
                 .map(|(c, _)| c.run_id)
                 .collect();
-            let _ = self.runtime.committed.send(runs);
+            let _ = self.runtime.committed.send(Committed {
+                runs,
+                at: Instant::now(),
+            });
         }
         Ok(TickReport {
             committed,
@@ -331,22 +362,57 @@ impl Scheduler {
 
     /// Runs forever: ticks whenever work is due or arrives, and renews the
     /// leases it holds meanwhile (the heartbeat stops when this future is dropped).
+    ///
+    /// Between ticks it sleeps until the next deadline (at most a second,
+    /// for deadlines other hosts register) or until work arrives.
     pub async fn run(self) {
         let mut heartbeat = tokio::task::JoinSet::new();
         heartbeat.spawn(self.clone().heartbeat());
+        let mut next_due: Option<u64> = None;
+        let mut asked: Option<Instant> = None;
         loop {
             let now = self.runtime.now();
             if let Err(err) = self.drain(now).await {
                 tracing::error!("scheduler failed, retrying: {err}");
             }
-            let wait = match self.runtime.store.next_due_at().await {
-                Ok(Some(at)) => {
-                    Duration::from_millis(at.saturating_sub(self.runtime.now()).clamp(1, 1_000))
+            // Asked recently, the store knows no deadline but those this
+            // host's own commits reported since (ingest and the API notify).
+            let committed = self
+                .committed_deadline
+                .lock()
+                .expect("deadline lock")
+                .take();
+            if asked.is_none_or(|at| at.elapsed() >= STORE_CHECK_EVERY) {
+                let lease_now = self.runtime.lease_now();
+                next_due = match self.runtime.store.next_due_at(lease_now).await {
+                    Ok(at) => at,
+                    Err(err) => {
+                        tracing::warn!("reading the next deadline failed: {err}");
+                        None
+                    }
+                };
+                asked = Some(Instant::now());
+            }
+            next_due = earliest(next_due, committed);
+            let now = self.runtime.now();
+            let wait = match next_due {
+                // Drained already: the store is asked again soon.
+                Some(at) if at <= now => {
+                    STORE_CHECK_EVERY.saturating_sub(asked.map_or(Duration::ZERO, |a| a.elapsed()))
                 }
-                _ => Duration::from_secs(1),
+                Some(at) => Duration::from_millis((at - now).min(1_000)),
+                None => Duration::from_secs(1),
             };
             let _ = tokio::time::timeout(wait, self.runtime.work.notified()).await;
         }
+    }
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
