@@ -9,10 +9,13 @@
 //! While runs wait in the handoff or execute, a heartbeat renews their
 //! leases, so only a host that stopped (died, or was paused) loses them.
 //!
-//! A batch's steps execute on one blocking worker per core (each step on a
-//! fresh instance restored from its snapshot) and commit in one transaction.
+//! A batch's steps execute on the step workers, one per core (each step on
+//! a fresh instance restored from its snapshot; see [`workers`]), and
+//! commit in one transaction.
 //! Every commit is guarded by the run's status and step, so a step whose run
 //! moved on meanwhile (an exit, another worker) is discarded.
+
+mod workers;
 
 use crate::durable::{StepEnv, StepRecord, WaitKind};
 use crate::engine::step::Wake;
@@ -22,6 +25,7 @@ use crate::store::{DueRun, RunStatus, StepCommit, StepEnd, StoreError};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use workers::StepWorkers;
 
 /// Executes due steps. Defaults: 256 steps per tick, one worker per core.
 #[derive(Clone)]
@@ -29,6 +33,7 @@ pub struct Scheduler {
     runtime: Runtime,
     batch: u32,
     parallelism: usize,
+    workers: Arc<StepWorkers>,
     /// Runs claimed and not yet committed: the heartbeat renews their leases.
     executing: Arc<Mutex<HashSet<i64>>>,
     /// When the store was last asked for due runs.
@@ -96,19 +101,22 @@ pub struct TickReport {
 
 impl Scheduler {
     pub fn new(runtime: Runtime) -> Self {
+        let parallelism = std::thread::available_parallelism().map_or(2, usize::from);
         Scheduler {
             runtime,
             batch: 256,
-            parallelism: std::thread::available_parallelism().map_or(2, usize::from),
+            parallelism,
+            workers: StepWorkers::start(parallelism),
             executing: Arc::default(),
             asked_store: Arc::default(),
             committed_deadline: Arc::default(),
         }
     }
 
-    /// Blocking workers that execute a tick's steps (default: one per core).
+    /// Step workers that execute a tick's steps (default: one per core).
     pub fn with_parallelism(mut self, workers: usize) -> Self {
         self.parallelism = workers.max(1);
+        self.workers = StepWorkers::start(self.parallelism);
         self
     }
 
@@ -207,7 +215,7 @@ impl Scheduler {
             };
             work.push((run, journey));
         }
-        // One blocking worker per core, each running its share of the steps in turn.
+        // Each step worker runs its share of the steps in turn.
         let workers = self.parallelism.min(work.len());
         let per_worker = work.len().div_ceil(workers);
         let mut handles = Vec::with_capacity(workers);
@@ -215,7 +223,7 @@ impl Scheduler {
             let chunk: Vec<_> = work.drain(..per_worker.min(work.len())).collect();
             let engine = self.runtime.engine.clone();
             let owner = owner.clone();
-            handles.push(tokio::task::spawn_blocking(move || {
+            handles.push(self.workers.run(move || {
                 chunk
                     .into_iter()
                     .map(|(run, journey)| execute(&engine, run, journey, &owner, now))
@@ -225,7 +233,13 @@ impl Scheduler {
         let execution = tokio::spawn(async move {
             let mut commits = Vec::new();
             for handle in handles {
-                commits.extend(handle.await.expect("a step worker panicked"));
+                match handle
+                    .await
+                    .expect("the step workers outlive their batches")
+                {
+                    Ok(executed) => commits.extend(executed),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
             }
             commits
         });
