@@ -251,6 +251,16 @@ async fn refuse_newer_schema(pool: &AnyPool, backend: Backend) -> Result<i64, St
 /// no checkpointing at all lands too (`cargo bench --bench events -- latency`).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
+/// How long the log grows (in 4 KiB frames: 16 MiB) before a checkpoint
+/// holding the write lock lets the next writer rewind it.
+///
+/// That pass syncs the log and the database file while every writer
+/// waits: when the disk stalls, so do ingest and commits (passes of
+/// 12-105 ms were seen here during I/O pressure, each one a latency spike).
+/// Every 50 ms it ran 20 times a second at 1,000 events/s; at this size,
+/// about 4 times.
+const REWIND_AT_FRAMES: i64 = 4_096;
+
 /// Copies the write-ahead log into the database file every
 /// [`CHECKPOINT_EVERY`], off the commit path, and keeps the log from growing
 /// without bound.
@@ -260,9 +270,10 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// commits it never catches up: frames appended while it copies mean the log
 /// is never completely backfilled when the next writer starts, so SQLite
 /// never rewinds it and every commit appends to an ever larger file (800 MB
-/// in ten seconds at 1,000 events/s). So after the bulk pass, a second pass
-/// runs while holding this process's write lock: it copies only the frames
-/// that arrived meanwhile, and the next writer rewinds the log to its start.
+/// in ten seconds at 1,000 events/s). So once the log holds
+/// [`REWIND_AT_FRAMES`], a second pass runs after the bulk pass while
+/// holding this process's write lock: it copies only the frames that
+/// arrived meanwhile, and the next writer rewinds the log to its start.
 /// Ends when the pool closes.
 async fn checkpoint_wal(
     pool: AnyPool,
@@ -277,7 +288,10 @@ async fn checkpoint_wal(
             Ok(mut reader) => checkpoint(&mut reader).await,
             Err(err) => Err(err),
         };
-        if result.is_ok() {
+        if result
+            .as_ref()
+            .is_ok_and(|frames| *frames >= REWIND_AT_FRAMES)
+        {
             let mut writers_wait = write_lock.lock().await;
             let writer = writers_wait
                 .settled()
@@ -294,11 +308,14 @@ async fn checkpoint_wal(
     }
 }
 
-async fn checkpoint(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-        .execute(conn)
-        .await
-        .map(drop)
+/// A PASSIVE checkpoint; returns how many frames the log holds.
+async fn checkpoint(conn: &mut sqlx::AnyConnection) -> Result<i64, sqlx::Error> {
+    use sqlx::Row;
+    // (busy, frames in the log, frames copied)
+    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(conn)
+        .await?;
+    Ok(row.try_get(1).unwrap_or(0))
 }
 
 /// A write transaction holding this process's write lock.
