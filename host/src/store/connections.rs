@@ -4,8 +4,10 @@
 //!
 //! The pool pings each connection it takes back, from a task it spawns:
 //! on SQLite that is a round trip to the connection's worker thread and a
-//! task hop on every use, a fifth of the thread switches an event caused
-//! at 1,000 events/s. A connection held here goes back without either.
+//! task hop on every use. A connection held here goes back without either
+//! (at 1,000 events/s that saved about a fifth of the CPU per event). A
+//! write transaction on the writer also sends its `BEGIN` with its first
+//! statement ([`TxConn`]): one round trip less while the lock is held.
 //! Postgres connections stay in the pool, which replaces the ones a
 //! restart of the server broke.
 
