@@ -181,6 +181,9 @@ impl<'c> Executor<'c> for &'c mut TxConn {
         }
     }
 
+    /// The `Any` driver's own `fetch_optional` looks at the first result
+    /// only, which with a pending `BEGIN` is the `BEGIN`'s: this takes the
+    /// first row of all of them (the statements here return a row or few).
     fn fetch_optional<'e, 'q: 'e, E>(
         self,
         query: E,
@@ -189,21 +192,11 @@ impl<'c> Executor<'c> for &'c mut TxConn {
         'c: 'e,
         E: 'q + Execute<'q, Any>,
     {
-        let (conn, before) = self.next_statement();
-        match before {
-            None => conn.fetch_optional(query),
-            // The `Any` driver's `fetch_optional` looks at the first result
-            // only, which here is the BEGIN's: take the first row of all.
-            Some(before) => match preceded(before, query) {
-                Ok(query) => conn
-                    .fetch_many(query)
-                    .try_filter_map(|step| async move { Ok(step.right()) })
-                    .try_collect::<Vec<AnyRow>>()
-                    .map_ok(|rows| rows.into_iter().next())
-                    .boxed(),
-                Err(err) => async move { Err(err) }.boxed(),
-            },
-        }
+        self.fetch_many(query)
+            .try_filter_map(|step| async move { Ok(step.right()) })
+            .try_collect::<Vec<AnyRow>>()
+            .map_ok(|rows| rows.into_iter().next())
+            .boxed()
     }
 
     fn prepare_with<'e>(
